@@ -1,0 +1,25 @@
+"""minitrain: train neural networks on interchangeable NumPy, Numba and CuPy backends."""
+
+from . import functional, init, nn
+from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+from .backend import get_backend, list_backends, manual_seed, register_backend, set_backend, use_backend
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor",
+    "__version__",
+    "enable_grad",
+    "functional",
+    "get_backend",
+    "init",
+    "is_grad_enabled",
+    "list_backends",
+    "manual_seed",
+    "nn",
+    "no_grad",
+    "register_backend",
+    "set_backend",
+    "tensor",
+    "use_backend",
+]

@@ -1,0 +1,169 @@
+"""Weight initialization, in place, drawn from the tensor's backend generator (PyTorch's names).
+
+Glorot/Xavier, He/Kaiming, LeCun, orthogonal, constants. Values are drawn in float64 and cast, so a
+seed gives the same weights on every CPU backend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .autograd import Tensor
+
+
+def _fans(t: Tensor) -> tuple[int, int]:
+    shape = t.shape
+    if len(shape) < 2:
+        raise ValueError(f"fan in/out need a tensor with at least 2 dimensions, got shape {shape}")
+    receptive = 1
+    for d in shape[2:]:
+        receptive *= d
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """The recommended gain for a nonlinearity (PyTorch's table)."""
+    if nonlinearity in ("linear", "identity", "sigmoid", "logistic", "conv1d", "conv2d"):
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity in ("relu", "elu", "gelu", "gelu_tanh", "softplus"):
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else param
+        return math.sqrt(2.0 / (1 + slope**2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")
+
+
+def _fill(t: Tensor, values: Any) -> Tensor:
+    t.data[...] = t.backend.asarray(values, dtype=t.dtype)
+    return t
+
+
+def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+    """Fill with U(a, b)."""
+    return _fill(t, t.backend.rng.uniform(a, b, size=t.shape))
+
+
+def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    """Fill with N(mean, std**2)."""
+    return _fill(t, t.backend.rng.normal(mean, std, size=t.shape))
+
+
+def constant_(t: Tensor, value: float) -> Tensor:
+    """Fill with a constant."""
+    t.data[...] = value
+    return t
+
+
+def zeros_(t: Tensor) -> Tensor:
+    """Fill with zeros."""
+    return constant_(t, 0.0)
+
+
+def ones_(t: Tensor) -> Tensor:
+    """Fill with ones."""
+    return constant_(t, 1.0)
+
+
+def xavier_uniform_(t: Tensor, gain: float = 1.0) -> Tensor:
+    """Glorot uniform: U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out))."""
+    fan_in, fan_out = _fans(t)
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return uniform_(t, -bound, bound)
+
+
+def xavier_normal_(t: Tensor, gain: float = 1.0) -> Tensor:
+    """Glorot normal: N(0, std**2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
+    fan_in, fan_out = _fans(t)
+    return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+
+
+def _kaiming_std(t: Tensor, a: float, mode: str, nonlinearity: str) -> float:
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan_in, fan_out = _fans(t)
+    fan = fan_in if mode == "fan_in" else fan_out
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
+
+
+def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Tensor:
+    """He uniform: U(-b, b) with b = gain * sqrt(3 / fan)."""
+    bound = math.sqrt(3.0) * _kaiming_std(t, a, mode, nonlinearity)
+    return uniform_(t, -bound, bound)
+
+
+def kaiming_normal_(t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Tensor:
+    """He normal: N(0, std**2) with std = gain / sqrt(fan)."""
+    return normal_(t, 0.0, _kaiming_std(t, a, mode, nonlinearity))
+
+
+def he_uniform_(t: Tensor) -> Tensor:
+    """He uniform for ReLU: U(-b, b), b = sqrt(6 / fan_in)."""
+    return kaiming_uniform_(t, nonlinearity="relu")
+
+
+def he_normal_(t: Tensor) -> Tensor:
+    """He normal for ReLU: N(0, 2 / fan_in)."""
+    return kaiming_normal_(t, nonlinearity="relu")
+
+
+def lecun_uniform_(t: Tensor) -> Tensor:
+    """LeCun uniform: U(-b, b), b = sqrt(3 / fan_in)."""
+    return kaiming_uniform_(t, nonlinearity="linear")
+
+
+def lecun_normal_(t: Tensor) -> Tensor:
+    """LeCun normal: N(0, 1 / fan_in)."""
+    return kaiming_normal_(t, nonlinearity="linear")
+
+
+def orthogonal_(t: Tensor, gain: float = 1.0) -> Tensor:
+    """A (semi-)orthogonal matrix, scaled by ``gain``, over the flattened trailing axes."""
+    if t.ndim < 2:
+        raise ValueError(f"orthogonal_ needs at least 2 dimensions, got shape {t.shape}")
+    be = t.backend
+    xp = be.xp
+    rows, cols = t.shape[0], t.size // t.shape[0]
+    a = be.asarray(be.rng.normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols))))
+    q, r = xp.linalg.qr(a)
+    q = q * xp.sign(xp.diag(r))  # unique decomposition: positive diagonal of r
+    if rows < cols:
+        q = q.T
+    return _fill(t, (gain * q).reshape(t.shape))
+
+
+glorot_uniform_ = xavier_uniform_
+glorot_normal_ = xavier_normal_
+
+_BY_NAME: dict[str, Callable[[Tensor], Tensor]] = {
+    "glorot_uniform": xavier_uniform_,
+    "glorot_normal": xavier_normal_,
+    "xavier_uniform": xavier_uniform_,
+    "xavier_normal": xavier_normal_,
+    "he_uniform": he_uniform_,
+    "he_normal": he_normal_,
+    "kaiming_uniform": he_uniform_,
+    "kaiming_normal": he_normal_,
+    "lecun_uniform": lecun_uniform_,
+    "lecun_normal": lecun_normal_,
+    "orthogonal": orthogonal_,
+    "zeros": zeros_,
+}
+_RELU_LIKE = frozenset({"relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "softplus"})
+
+
+def get_initializer(init: str | Callable[[Tensor], Any], activation: str = "identity") -> Callable[[Tensor], Any]:
+    """Resolve an initializer by name; ``'auto'`` is He uniform for ReLU-like, Glorot uniform otherwise."""
+    if callable(init):
+        return init
+    if init == "auto":
+        return he_uniform_ if activation in _RELU_LIKE else xavier_uniform_
+    try:
+        return _BY_NAME[init]
+    except KeyError:
+        raise ValueError(f"unknown initializer {init!r}; expected 'auto', one of {sorted(_BY_NAME)}, or a callable") from None

@@ -1,0 +1,153 @@
+"""Parameters as views into one contiguous buffer per dtype; gradients into a second one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..autograd import Tensor
+from ..backend import get_backend
+
+
+class Parameter(Tensor):
+    """A leaf tensor that a module trains; its gradient accumulates in place.
+
+    Once flattened (by an optimizer or ``Module.flat_parameters``), ``data`` and ``grad`` are views
+    into the model's flat buffers.
+    """
+
+    __slots__ = ("_flat",)
+
+    def __init__(self, data: Any, backend: Any = None, dtype: Any = None) -> None:
+        super().__init__(data, requires_grad=True, backend=backend, dtype=dtype)
+        self._flat: FlatBuffer | None = None
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class FlatBuffer:
+    """One contiguous ``data`` array and one ``grad`` array holding the given parameters.
+
+    A buffer over parameters that already form a contiguous run of another buffer is a view into
+    it (no copy, nobody rebound); otherwise the parameters are copied in and rebound, which makes
+    the buffers they belonged to stale (``valid`` False).
+    """
+
+    def __init__(self, params: tuple[Parameter, ...], parent: FlatBuffer | None = None, start: int = 0) -> None:
+        self.params = params
+        self.backend = params[0].backend
+        self.dtype = params[0].dtype
+        self.size = 0
+        for p in params:
+            self.size += p.size
+        self.valid = True
+        self.parent = parent
+        if parent is not None:
+            self.data = parent.data[start : start + self.size]
+            self.grad = parent.grad[start : start + self.size]
+            return
+        be = self.backend
+        self.data = be.alloc((self.size,), self.dtype, fill=None)
+        self.grad = be.alloc((self.size,), self.dtype)
+        offset = 0
+        for p in params:
+            n = p.size
+            old = p._flat
+            if old is not None:
+                old.invalidate()
+            self.data[offset : offset + n] = p.data.reshape(-1)
+            if p.grad is not None:
+                self.grad[offset : offset + n] = p.grad.reshape(-1)
+            p.data = self.data[offset : offset + n].reshape(p.shape)
+            p.grad = self.grad[offset : offset + n].reshape(p.shape)
+            p._flat = self
+            offset += n
+
+    def invalidate(self) -> None:
+        """Mark this buffer stale: its parameters now live elsewhere."""
+        self.valid = False
+
+    def is_current(self) -> bool:
+        """True while every parameter still lives in this buffer."""
+        fb: FlatBuffer | None = self
+        while fb is not None:
+            if not fb.valid:
+                return False
+            fb = fb.parent
+        return True
+
+    def zero_grad(self) -> None:
+        """Zero every gradient with one fill."""
+        self.grad.fill(0)
+
+    def __repr__(self) -> str:
+        return f"FlatBuffer({len(self.params)} parameters, {self.size} {self.dtype} values on {self.backend.name})"
+
+
+def _as_view(group: tuple[Parameter, ...]) -> FlatBuffer | None:
+    """A view when ``group`` is a contiguous run, in order, of one current buffer."""
+    root = group[0]._flat
+    if root is None or not root.is_current():
+        return None
+    params = root.params
+    try:
+        start_index = next(i for i, p in enumerate(params) if p is group[0])
+    except StopIteration:
+        return None
+    if tuple(params[start_index : start_index + len(group)]) != group:
+        return None
+    if start_index == 0 and len(group) == len(params):
+        return root
+    start = 0
+    for p in params[:start_index]:
+        start += p.size
+    return FlatBuffer(group, parent=root, start=start)
+
+
+def flatten_parameters(params: Iterable[Parameter]) -> list[FlatBuffer]:
+    """Put parameters into flat buffers, one per dtype, reusing buffers that already fit.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+        Duplicates are dropped; order is kept.
+
+    Returns
+    -------
+    list of FlatBuffer
+    """
+    seen: dict[int, Parameter] = {}
+    for p in params:
+        if not isinstance(p, Parameter):
+            raise TypeError(f"expected Parameters, got {type(p).__name__}")
+        seen.setdefault(id(p), p)
+    if not seen:
+        raise ValueError("got an empty list of parameters")
+    unique = list(seen.values())
+    backends = {p.backend.name + str(p.backend.device) for p in unique}
+    if len(backends) > 1:
+        raise ValueError(f"parameters live on several backends ({sorted(backends)}); move the model with .to()")
+    by_dtype: dict[Any, list[Parameter]] = {}
+    for p in unique:
+        by_dtype.setdefault(p.dtype, []).append(p)
+    buffers = []
+    for group in by_dtype.values():
+        tup = tuple(group)
+        buffers.append(_as_view(tup) or FlatBuffer(tup))
+    return buffers
+
+
+def move_parameters(params: Iterable[Parameter], backend: Any) -> None:
+    """Copy parameters (and their gradients) to another backend, rebinding them in place."""
+    be = get_backend(backend)
+    for p in params:
+        src = p.backend
+        if src is be:
+            continue
+        if p._flat is not None:
+            p._flat.invalidate()
+            p._flat = None
+        p.data = be.asarray(src.to_numpy(p.data))
+        p.grad = None if p.grad is None else be.asarray(src.to_numpy(p.grad))
+        p.backend = be

@@ -1,0 +1,224 @@
+"""``Module``: the base of every layer and model (parameters, buffers, submodules, modes, state)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..backend import Backend, get_backend
+from .flat import FlatBuffer, Parameter, flatten_parameters, move_parameters
+
+
+class Module:
+    """Base class of layers and models, with PyTorch's API.
+
+    Assigning a ``Parameter`` or a ``Module`` as an attribute registers it; ``register_buffer``
+    registers non-trained state (e.g. running statistics) that ``state_dict`` saves.
+
+    Parameters
+    ----------
+    backend : str or Backend, optional
+        Where this module's arrays live; the current backend by default.
+    """
+
+    training: bool
+
+    def __init__(self, backend: Any = None) -> None:
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_backend", get_backend(backend))
+
+    # ---------------------------------------------------------------- registration
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("call Module.__init__() before assigning attributes")
+        for store in (self._parameters, self._modules, self._buffers):
+            store.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        else:
+            object.__setattr__(self, name, value)
+            return
+        self.__dict__.pop(name, None)
+
+    def __getattr__(self, name: str) -> Any:
+        d = self.__dict__
+        for store in ("_parameters", "_modules", "_buffers"):
+            if store in d and name in d[store]:
+                return d[store][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        for store in (self._parameters, self._modules, self._buffers):
+            if name in store:
+                del store[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, array: Any) -> None:
+        """Register a non-trained array (or None) saved in ``state_dict``."""
+        self.__dict__.pop(name, None)
+        self._buffers[name] = None if array is None else self._backend.asarray(array)
+
+    @property
+    def backend(self) -> Backend:
+        """The backend this module's arrays live on."""
+        return self._backend
+
+    # ---------------------------------------------------------------- calling
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Compute the output; subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # ---------------------------------------------------------------- traversal
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """Direct submodules with their names."""
+        yield from self._modules.items()
+
+    def children(self) -> Iterator[Module]:
+        """Direct submodules."""
+        yield from self._modules.values()
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module and every submodule, each once, with dotted names."""
+        seen: set[int] = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, mod = stack.pop(0)
+            if id(mod) in seen:
+                continue
+            seen.add(id(mod))
+            yield name, mod
+            stack[0:0] = [(f"{name}.{n}" if name else n, m) for n, m in mod._modules.items()]
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every submodule."""
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """Every parameter, each once, with dotted names."""
+        seen: set[int] = set()
+        mods = self.named_modules(prefix) if recurse else iter([(prefix, self)])
+        for mname, mod in mods:
+            for pname, p in mod._parameters.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mname}.{pname}" if mname else pname), p
+
+    def parameters(self, recurse: bool = True) -> list[Parameter]:
+        """Every parameter, each once, in registration order."""
+        return [p for _, p in self.named_parameters(recurse=recurse)]
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """Every registered buffer that is not None, with dotted names."""
+        for mname, mod in self.named_modules(prefix):
+            for bname, b in mod._buffers.items():
+                if b is not None:
+                    yield (f"{mname}.{bname}" if mname else bname), b
+
+    def num_parameters(self) -> int:
+        """Total number of trainable values."""
+        total = 0
+        for p in self.parameters():
+            total += p.size
+        return total
+
+    # ---------------------------------------------------------------- modes and gradients
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (dropout active, batch statistics) on this module and its children."""
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        """Set evaluation mode; same as ``train(False)``."""
+        return self.train(False)
+
+    def flat_parameters(self) -> list[FlatBuffer]:
+        """This module's parameters as flat buffers (one per dtype), flattening them if needed."""
+        return flatten_parameters(self.parameters())
+
+    def zero_grad(self) -> None:
+        """Zero every parameter's gradient (one fill per flat buffer)."""
+        params = self.parameters()
+        if params:
+            for fb in self.flat_parameters():
+                fb.zero_grad()
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers as NumPy copies, keyed by dotted names."""
+        state = {name: p.numpy().copy() for name, p in self.named_parameters()}
+        for name, b in self.named_buffers():
+            state[name] = np.array(self._backend.to_numpy(b), copy=True)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Copy values into this module's parameters and buffers, in place.
+
+        Raises
+        ------
+        KeyError
+            With ``strict``, if keys are missing or unexpected.
+        ValueError
+            If a shape does not match.
+        """
+        params = dict(self.named_parameters())
+        buffers = {}
+        for mname, mod in self.named_modules():
+            for bname, b in mod._buffers.items():
+                if b is not None:
+                    buffers[f"{mname}.{bname}" if mname else bname] = (mod, bname)
+        own = set(params) | set(buffers)
+        if strict:
+            missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
+            if missing or unexpected:
+                raise KeyError(f"state_dict mismatch: missing keys {missing}, unexpected keys {unexpected}")
+        updates = []
+        for key, value in state.items():
+            if key not in own:
+                continue
+            arr = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+            target = params[key].data if key in params else buffers[key][0]._buffers[buffers[key][1]]
+            if tuple(arr.shape) != tuple(target.shape):
+                raise ValueError(f"shape mismatch for {key!r}: got {arr.shape}, expected {tuple(target.shape)}")
+            updates.append((target, arr))
+        for target, arr in updates:  # all checks pass before anything changes
+            target[...] = self._backend.asarray(arr, dtype=target.dtype)
+
+    def to(self, backend: Any) -> Module:
+        """Move every parameter and buffer to another backend, in place; returns self."""
+        be = get_backend(backend)
+        move_parameters(self.parameters(), be)
+        for m in self.modules():
+            for name, b in list(m._buffers.items()):
+                if b is not None:
+                    m._buffers[name] = be.asarray(m._backend.to_numpy(b))
+            object.__setattr__(m, "_backend", be)
+        return self
+
+    # ---------------------------------------------------------------- repr
+    def extra_repr(self) -> str:
+        """One line of this module's settings, shown by ``repr``."""
+        return ""
+
+    def __repr__(self) -> str:
+        lines = []
+        for name, mod in self._modules.items():
+            child = repr(mod).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child}")
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        head = f"{type(self).__name__}({extra}" if extra else f"{type(self).__name__}("
+        return head + "\n" + "\n".join(lines) + "\n)"
