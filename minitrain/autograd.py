@@ -81,7 +81,7 @@ class Tensor:
     array([[2., 4.]], dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "backend", "_parents", "_backward", "__weakref__")
+    __slots__ = ("__weakref__", "_backward", "_parents", "backend", "data", "grad", "requires_grad")
     __array_priority__ = 1000  # NumPy defers binary ops with a Tensor to the Tensor
 
     def __init__(self, data: Any, requires_grad: bool = False, backend: Any = None, dtype: Any = None) -> None:

@@ -166,4 +166,6 @@ def get_initializer(init: str | Callable[[Tensor], Any], activation: str = "iden
     try:
         return _BY_NAME[init]
     except KeyError:
-        raise ValueError(f"unknown initializer {init!r}; expected 'auto', one of {sorted(_BY_NAME)}, or a callable") from None
+        raise ValueError(
+            f"unknown initializer {init!r}; expected 'auto', one of {sorted(_BY_NAME)}, or a callable"
+        ) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,16 @@ import minitrain as mt
 from minitrain.backend import get_backend, list_backends
 
 _INFOS = list_backends()
+
+
+def pytest_configure(config):
+    """Stop early, with the reason, when MINITRAIN_BACKEND names a backend that cannot run here."""
+    wanted = os.environ.get("MINITRAIN_BACKEND", "").strip().partition(":")[0]
+    if wanted and wanted != "auto":
+        info = next((i for i in _INFOS if i.name == wanted), None)
+        if info is None or not info.available:
+            why = "not registered" if info is None else info.reason
+            pytest.exit(f"MINITRAIN_BACKEND={wanted!r} cannot be used: {why}", returncode=4)
 
 
 @pytest.fixture(params=[info.name for info in _INFOS])

@@ -79,8 +79,15 @@ class Backend:
 
     def __init__(self, device: int | None = None, seed: int | None = None) -> None:
         self.device_index = 0 if device is None else int(device)
+        self._spec = self.name if device is None else f"{self.name}:{int(device)}"
         self._rng = None
         self.seed(seed)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Unpickle to the registry's instance of this backend, so identity checks keep working.
+        from .registry import get_backend
+
+        return get_backend, (self._spec,)
 
     # ------------------------------------------------------------------ array module
     @property
@@ -136,10 +143,13 @@ class Backend:
 
         return erf(x)
 
+    def _expit(self, z: Any, out: Any = None) -> Any:
+        from scipy.special import expit
+
+        return expit(z, out=out) if out is not None else expit(z)
+
     def _sigmoid(self, z: Any) -> Any:
-        xp = self.xp
-        e = xp.exp(-xp.abs(z))
-        return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+        return self._expit(z)
 
     def _bshape(self, x: Any) -> tuple[int, ...]:
         """Broadcast shape of a per-channel vector against ``x`` (channels on axis 1)."""
@@ -159,10 +169,20 @@ class Backend:
         xp = self.xp
         activation = canonical_activation(activation)
         if activation == "identity":
-            y = z
-        elif activation == "relu":
-            y = xp.maximum(z, 0)
-        elif activation == "leaky_relu":
+            if out is None:
+                return z.copy()
+            if out is not z:
+                out[...] = z
+            return out
+        if out is None:
+            out = xp.empty_like(z)
+        if activation == "relu":
+            return xp.maximum(z, 0, out=out)
+        if activation == "tanh":
+            return xp.tanh(z, out=out)
+        if activation == "sigmoid":
+            return self._expit(z, out=out)
+        if activation == "leaky_relu":
             y = xp.where(z > 0, z, z * alpha)
         elif activation == "elu":
             y = xp.where(z > 0, z, alpha * xp.expm1(xp.minimum(z, 0)))
@@ -170,17 +190,9 @@ class Backend:
             y = 0.5 * z * (1.0 + self._erf(z * (1.0 / math.sqrt(2.0))))
         elif activation == "gelu_tanh":
             y = 0.5 * z * (1.0 + xp.tanh(_SQRT_2_OVER_PI * (z + 0.044715 * z**3)))
-        elif activation == "sigmoid":
-            y = self._sigmoid(z)
-        elif activation == "tanh":
-            y = xp.tanh(z)
         else:  # softplus
             y = xp.log1p(xp.exp(-xp.abs(z))) + xp.maximum(z, 0)
-        y = y.astype(z.dtype, copy=False)
-        if out is None:
-            return y.copy() if y is z else y
-        if out is not y:
-            out[...] = y
+        out[...] = y
         return out
 
     def affine_act(
@@ -209,7 +221,7 @@ class Backend:
         if activation == "identity":
             g = grad
         elif activation == "relu":
-            g = grad * (y > 0)
+            g = self.xp.multiply(grad, y > 0, out=out) if out is not None else grad * (y > 0)
         elif activation == "leaky_relu":
             g = grad * xp.where(y > 0, 1.0, alpha)
         elif activation == "elu":
@@ -319,7 +331,7 @@ class Backend:
         in place with the unbiased variance, as PyTorch does.
         """
         xp = self.xp
-        axes = (0,) + tuple(range(2, x.ndim))
+        axes = (0, *tuple(range(2, x.ndim)))
         shape = self._bshape(x)
         if training or running_mean is None:
             mean = x.mean(axis=axes)
@@ -343,16 +355,14 @@ class Backend:
         self, grad: Any, xhat: Any, inv_std: Any, gamma: Any, *, training: bool = True
     ) -> tuple[Any, Any, Any]:
         """Gradients of batch normalization: ``(dx, dgamma, dbeta)``."""
-        axes = (0,) + tuple(range(2, grad.ndim))
+        axes = (0, *tuple(range(2, grad.ndim)))
         shape = self._bshape(grad)
         dbeta = grad.sum(axis=axes)
         dgamma = (grad * xhat).sum(axis=axes)
         scale = inv_std if gamma is None else gamma * inv_std
         if training:
             n = grad.size // grad.shape[1]
-            dx = (scale / n).reshape(shape) * (
-                n * grad - dbeta.reshape(shape) - xhat * dgamma.reshape(shape)
-            )
+            dx = (scale / n).reshape(shape) * (n * grad - dbeta.reshape(shape) - xhat * dgamma.reshape(shape))
         else:
             dx = grad * scale.reshape(shape)
         return dx.astype(grad.dtype, copy=False), dgamma, dbeta

@@ -1,0 +1,112 @@
+"""Losses as single nodes over the fused loss kernels (value and gradient in one pass)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Tensor
+
+_make = Tensor._make
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+# ---------------------------------------------------------------------- losses over fused kernels
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _reduced(x: Tensor, loss: Any, grad: Any, reduction: str, denom: Any = None) -> Tensor:
+    """One node from an elementwise loss and its local gradient, reduced as asked."""
+    be = x.backend
+    if reduction == "none":
+        extra = grad.ndim - loss.ndim
+        return _make(loss, be, (x,), lambda g: (grad * g.reshape(g.shape + (1,) * extra),))
+    total = loss.sum()
+    if reduction == "sum":
+        return _make(total, be, (x,), lambda g: (grad * g,))
+    denom = loss.size if denom is None else denom
+    return _make(total / denom, be, (x,), lambda g: (grad * (g / denom),))
+
+
+def _target(target: Any, x: Tensor) -> Any:
+    t = target.data if isinstance(target, Tensor) else x.backend.asarray(target)
+    if t.dtype.kind == "b":
+        t = t.astype(x.dtype)
+    return t
+
+
+def cross_entropy(
+    input: Tensor,
+    target: Any,
+    weight: Any = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Softmax cross-entropy of logits ``input`` (n, c) against class indices (n,) or probabilities (n, c).
+
+    One node over the ``softmax_cross_entropy`` kernel. With class weights and index targets,
+    ``'mean'`` divides by the summed weights of the targets (as PyTorch does).
+    """
+    _check_reduction(reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    if input.ndim != 2:
+        raise ValueError(f"cross_entropy expects logits of shape (n_samples, n_classes), got {input.shape}")
+    be = input.backend
+    xp = be.xp
+    n, c = input.shape
+    t = _target(target, input)
+    if t.ndim == 1:
+        if t.dtype.kind not in "iu":
+            raise TypeError(f"class-index targets must be integers, got dtype {t.dtype}")
+        if t.shape[0] != n:
+            raise ValueError(f"target has {t.shape[0]} labels for {n} samples")
+        if t.size and (int(t.min()) < 0 or int(t.max()) >= c):
+            raise ValueError(f"target class indices must be in [0, {c}), got [{int(t.min())}, {int(t.max())}]")
+    elif t.shape != (n, c):
+        raise ValueError(f"probability targets must have shape {(n, c)}, got {tuple(t.shape)}")
+    else:
+        t = t.astype(input.dtype, copy=False)
+    w = None
+    if weight is not None:
+        w = (weight.data if isinstance(weight, Tensor) else be.asarray(weight)).astype(input.dtype, copy=False)
+        if w.shape != (c,):
+            raise ValueError(f"class weights must have shape ({c},), got {tuple(w.shape)}")
+    loss, grad = be.softmax_cross_entropy(input.data, t, weight=w, label_smoothing=label_smoothing)
+    denom = None
+    if reduction == "mean" and w is not None and t.ndim == 1:
+        denom = float(xp.take(w, t).sum())
+    return _reduced(input, loss, grad, reduction, denom)
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Any,
+    weight: Any = None,
+    pos_weight: Any = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Binary cross-entropy of sigmoid(input) against targets in [0, 1], as one node."""
+    _check_reduction(reduction)
+    be = input.backend
+    t = _target(target, input).astype(input.dtype, copy=False)
+    if tuple(t.shape) != input.shape:
+        raise ValueError(f"target shape {tuple(t.shape)} does not match input shape {input.shape}")
+    pw = None if pos_weight is None else be.asarray(_target(pos_weight, input), dtype=input.dtype)
+    loss, grad = be.sigmoid_cross_entropy(input.data, t, pos_weight=pw)
+    if weight is not None:
+        w = be.asarray(_target(weight, input), dtype=input.dtype)
+        loss = loss * w
+        grad = grad * w
+    return _reduced(input, loss, grad, reduction)
+
+
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean squared error as one node over the ``mse`` kernel."""
+    _check_reduction(reduction)
+    t = _target(target, input)
+    if tuple(t.shape) != input.shape:
+        raise ValueError(f"target shape {tuple(t.shape)} does not match input shape {input.shape}")
+    loss, grad = input.backend.mse(input.data, t)
+    return _reduced(input, loss, grad, reduction)
