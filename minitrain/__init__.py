@@ -1,6 +1,6 @@
 """minitrain: train neural networks on interchangeable NumPy, Numba and CuPy backends."""
 
-from . import functional, init, nn
+from . import functional, init, losses, nn, optim, schedules
 from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .backend import get_backend, list_backends, manual_seed, register_backend, set_backend, use_backend
 
@@ -15,10 +15,13 @@ __all__ = [
     "init",
     "is_grad_enabled",
     "list_backends",
+    "losses",
     "manual_seed",
     "nn",
     "no_grad",
+    "optim",
     "register_backend",
+    "schedules",
     "set_backend",
     "tensor",
     "use_backend",

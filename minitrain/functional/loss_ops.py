@@ -30,7 +30,10 @@ def _reduced(x: Tensor, loss: Any, grad: Any, reduction: str, denom: Any = None)
 
 
 def _target(target: Any, x: Tensor) -> Any:
-    t = target.data if isinstance(target, Tensor) else x.backend.asarray(target)
+    if isinstance(target, Tensor):
+        t = target.data if target.backend is x.backend else x.backend.asarray(target.numpy())
+    else:
+        t = x.backend.asarray(target)
     if t.dtype.kind == "b":
         t = t.astype(x.dtype)
     return t

@@ -149,11 +149,21 @@ class Module:
         return flatten_parameters(self.parameters())
 
     def zero_grad(self) -> None:
-        """Zero every parameter's gradient (one fill per flat buffer)."""
+        """Zero every parameter's gradient in place: one fill per flat buffer this module owns whole.
+
+        Never re-flattens, so optimizers built over any grouping of the parameters stay valid.
+        """
         params = self.parameters()
-        if params:
-            for fb in self.flat_parameters():
-                fb.zero_grad()
+        ids = {id(p) for p in params}
+        done: set[int] = set()
+        for p in params:
+            fb = p._flat
+            if fb is not None and fb.is_current() and all(id(q) in ids for q in fb.params):
+                if id(fb) not in done:
+                    done.add(id(fb))
+                    fb.zero_grad()
+            elif p.grad is not None:
+                p.grad.fill(0)
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, np.ndarray]:
