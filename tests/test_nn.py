@@ -303,3 +303,11 @@ def test_activation_modules_validate_parameters():
         nn.LeakyReLU(-1)
     with pytest.raises(ValueError, match="approximate"):
         nn.GELU("fast")
+
+
+def test_views_of_untouched_parameters_stay_current(backend):
+    net = nn.Sequential(*(nn.Linear(3, 3, backend=backend) for _ in range(3)))
+    (whole,) = net.flat_parameters()
+    (last,) = net[2].flat_parameters()
+    nn.flatten_parameters([net[0].weight, net[1].weight])  # not a contiguous run: rebinds those two
+    assert last.is_current() and not whole.is_current()

@@ -31,7 +31,7 @@ class FlatBuffer:
 
     A buffer over parameters that already form a contiguous run of another buffer is a view into
     it (no copy, nobody rebound); otherwise the parameters are copied in and rebound, which makes
-    the buffers they belonged to stale (``valid`` False).
+    the buffers they belonged to stale (``is_current()`` False).
     """
 
     def __init__(self, params: tuple[Parameter, ...], parent: FlatBuffer | None = None, start: int = 0) -> None:
@@ -41,7 +41,6 @@ class FlatBuffer:
         self.size = 0
         for p in params:
             self.size += p.size
-        self.valid = True
         self.parent = parent
         if parent is not None:
             self.data = parent.data[start : start + self.size]
@@ -53,9 +52,6 @@ class FlatBuffer:
         offset = 0
         for p in params:
             n = p.size
-            old = p._flat
-            if old is not None:
-                old.invalidate()
             self.data[offset : offset + n] = p.data.reshape(-1)
             if p.grad is not None:
                 self.grad[offset : offset + n] = p.grad.reshape(-1)
@@ -64,18 +60,15 @@ class FlatBuffer:
             p._flat = self
             offset += n
 
-    def invalidate(self) -> None:
-        """Mark this buffer stale: its parameters now live elsewhere."""
-        self.valid = False
+    @property
+    def root(self) -> FlatBuffer:
+        """The buffer that owns the memory (self, unless this is a view)."""
+        return self if self.parent is None else self.parent.root
 
     def is_current(self) -> bool:
-        """True while every parameter still lives in this buffer."""
-        fb: FlatBuffer | None = self
-        while fb is not None:
-            if not fb.valid:
-                return False
-            fb = fb.parent
-        return True
+        """True while every parameter of this buffer still lives in it (not re-flattened or moved)."""
+        root = self.root
+        return all(p._flat is root for p in self.params)
 
     def zero_grad(self) -> None:
         """Zero every gradient with one fill."""
@@ -145,9 +138,7 @@ def move_parameters(params: Iterable[Parameter], backend: Any) -> None:
         src = p.backend
         if src is be:
             continue
-        if p._flat is not None:
-            p._flat.invalidate()
-            p._flat = None
+        p._flat = None
         p.data = be.asarray(src.to_numpy(p.data))
         p.grad = None if p.grad is None else be.asarray(src.to_numpy(p.grad))
         p.backend = be
