@@ -60,7 +60,7 @@ def register_backend(name: str, target: Any) -> None:
     target : type or str
         A ``Backend`` subclass, or where to import it from.
     """
-    if ":" in name and isinstance(target, type):
+    if ":" in name:
         raise ValueError(f"backend name {name!r} must not contain ':'")
     with _lock:
         _discover()[name] = target
@@ -171,7 +171,7 @@ def get_backend(name: str | Backend | None = None) -> Backend:
     base, device = _parse(name)
     if base == "auto":
         base = _auto_name()
-    key = (base, device)
+    key = (base, 0 if device is None else device)
     with _lock:
         inst = _instances.get(key)
         if inst is not None:

@@ -128,6 +128,7 @@ def _install() -> None:
         "__rtruediv__": r(div),
         "__neg__": neg,
         "__pow__": pow,
+        "__rpow__": r(pow),
         "__matmul__": matmul,
         "__rmatmul__": r(matmul),
         "__getitem__": getitem,

@@ -260,9 +260,8 @@ def transpose(x: Tensor, *axes: Any) -> Tensor:
     """Permute axes (reverse them by default)."""
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
-    perm = tuple(axes) if axes else tuple(reversed(range(x.ndim)))
-    xp = x.backend.xp
-    inverse = tuple(int(i) for i in xp.argsort(xp.asarray(perm))) if perm else ()
+    perm = tuple(int(a) % x.ndim for a in axes) if axes else tuple(reversed(range(x.ndim)))
+    inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
     return _make(x.data.transpose(perm), x.backend, (x,), lambda g: (g.transpose(inverse),))
 
 
