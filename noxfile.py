@@ -14,13 +14,19 @@ LINE_BUDGET = 500  # lines per source file; only minitrain/backend/base.py may g
 BUDGET_EXEMPT = {"minitrain/backend/base.py"}
 
 
-@nox.session
-@nox.parametrize("backend", CPU_BACKENDS, ids=CPU_BACKENDS)
-def tests(session: nox.Session, backend: str) -> None:
-    """Run the test suite with MINITRAIN_BACKEND set and that backend's extra installed."""
+def _tests_session(backend: str):
     extra = "test" if backend == "numpy" else f"test,{backend}"
-    session.install("-e", f".[{extra}]")
-    session.run("pytest", *session.posargs, env={"MINITRAIN_BACKEND": backend})
+
+    def run_tests(session: nox.Session) -> None:
+        session.install("-e", f".[{extra}]")
+        session.run("pytest", *session.posargs, env={"MINITRAIN_BACKEND": backend})
+
+    run_tests.__doc__ = f"Run the test suite with MINITRAIN_BACKEND={backend} and the .[{extra}] extras installed."
+    return run_tests
+
+
+for _backend in CPU_BACKENDS:
+    nox.session(name=f"tests-{_backend}", tags=["tests"])(_tests_session(_backend))
 
 
 @nox.session(default=False)
