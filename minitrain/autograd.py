@@ -85,9 +85,9 @@ class Tensor:
     __array_priority__ = 1000  # NumPy defers binary ops with a Tensor to the Tensor
 
     def __init__(self, data: Any, requires_grad: bool = False, backend: Any = None, dtype: Any = None) -> None:
-        if isinstance(data, Tensor):
-            data = data.data
         be = get_backend(backend)
+        if isinstance(data, Tensor):
+            data = data.data if data.backend is be else data.numpy()
         if dtype is None:
             dtype = _default_dtype(data)
         self.data = be.asarray(data, dtype=dtype)

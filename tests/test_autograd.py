@@ -357,3 +357,17 @@ def test_ops_on_tensors_of_different_backends_raise(other, op):
     b = mt.tensor(np.ones((2, 2)), backend="other")
     with pytest.raises(ValueError, match="different backends"):
         op(a, b)
+
+
+def test_tensor_from_a_tensor_of_another_backend_copies_through_the_host():
+    class Elsewhere(NumpyBackend):
+        name = "elsewhere_for_copy"
+
+    register_backend("elsewhere_for_copy", Elsewhere)
+    try:
+        src = mt.tensor([1.0, 2.0], backend="numpy")
+        moved = mt.Tensor(src, backend="elsewhere_for_copy")
+        assert moved.backend.name == "elsewhere_for_copy"
+        np.testing.assert_array_equal(moved.numpy(), [1.0, 2.0])
+    finally:
+        unregister_backend("elsewhere_for_copy")
