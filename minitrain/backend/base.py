@@ -148,9 +148,6 @@ class Backend:
 
         return expit(z, out=out) if out is not None else expit(z)
 
-    def _sigmoid(self, z: Any) -> Any:
-        return self._expit(z)
-
     def _bshape(self, x: Any) -> tuple[int, ...]:
         """Broadcast shape of a per-channel vector against ``x`` (channels on axis 1)."""
         return (1, x.shape[1]) + (1,) * (x.ndim - 2)
@@ -244,7 +241,8 @@ class Backend:
         g = g.astype(grad.dtype, copy=False)
         if out is None:
             return g.copy() if g is grad else g
-        out[...] = g
+        if out is not g:
+            out[...] = g
         return out
 
     def softmax_cross_entropy(
@@ -279,7 +277,7 @@ class Backend:
         xp = self.xp
         target = target.astype(logits.dtype, copy=False)
         softplus_neg = xp.log1p(xp.exp(-xp.abs(logits))) + xp.maximum(-logits, 0)  # -log sigmoid(z)
-        sig = self._sigmoid(logits)
+        sig = self._expit(logits)
         if pos_weight is None:
             loss = (1.0 - target) * logits + softplus_neg
             grad = sig - target

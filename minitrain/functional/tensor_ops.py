@@ -174,17 +174,22 @@ def matmul(a: Any, b: Any) -> Tensor:
 
 
 # ---------------------------------------------------------------------- reductions
-def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
-    """Sum over ``axis`` (all axes by default)."""
-    axes = _axes(axis, x.ndim)
+def _spread(x: Tensor, value: Any, axes: tuple[int, ...], keepdims: bool, scale: float = 1.0) -> Tensor:
+    """Node for a sum-like reduction: the gradient is spread back evenly over the reduced axes."""
     shape = x.shape
     xp = x.backend.xp
     return _make(
-        x.data.sum(axis=axes, keepdims=keepdims),
+        value,
         x.backend,
         (x,),
-        lambda g: (xp.broadcast_to(_expand(g, axes, keepdims), shape).copy(),),
+        lambda g: (xp.broadcast_to(_expand(g, axes, keepdims) * scale, shape).copy(),),
     )
+
+
+def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """Sum over ``axis`` (all axes by default)."""
+    axes = _axes(axis, x.ndim)
+    return _spread(x, x.data.sum(axis=axes, keepdims=keepdims), axes, keepdims)
 
 
 def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
@@ -193,14 +198,7 @@ def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     count = 1
     for a in axes:
         count *= x.shape[a]
-    shape = x.shape
-    xp = x.backend.xp
-    return _make(
-        x.data.mean(axis=axes, keepdims=keepdims),
-        x.backend,
-        (x,),
-        lambda g: (xp.broadcast_to(_expand(g, axes, keepdims) / count, shape).copy(),),
-    )
+    return _spread(x, x.data.mean(axis=axes, keepdims=keepdims), axes, keepdims, 1.0 / count)
 
 
 def _extremum(x: Tensor, axis: Any, keepdims: bool, largest: bool) -> Tensor:
