@@ -1,12 +1,18 @@
 """minitrain: train neural networks on interchangeable NumPy, Numba and CuPy backends."""
 
-from . import functional, init, losses, nn, optim, schedules
+from . import callbacks, data, functional, init, losses, nn, optim, schedules, training
 from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .backend import get_backend, list_backends, manual_seed, register_backend, set_backend, use_backend
+from .estimators import MLPClassifier, MLPRegressor
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MLPClassifier",
+    "MLPRegressor",
+    "callbacks",
+    "data",
+    "training",
     "Tensor",
     "__version__",
     "enable_grad",

@@ -42,6 +42,9 @@ class Sequential(Module):
             object.__setattr__(self, "_plan", None)
         super().__setattr__(name, value)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_plan": None}  # the fused plan holds closures; rebuilt on first call
+
     def append(self, module: Module) -> Sequential:
         """Add a module at the end; returns self."""
         setattr(self, str(len(self._modules)), module)

@@ -25,6 +25,13 @@ class Parameter(Tensor):
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        # copies (pickle, deepcopy) do not share memory with the flat buffer: they leave it
+        slots = (s for cls in type(self).__mro__ for s in getattr(cls, "__slots__", ()) if s != "__weakref__")
+        state = {s: getattr(self, s) for s in slots if hasattr(self, s)}
+        state["_flat"] = None
+        return None, state
+
 
 class FlatBuffer:
     """One contiguous ``data`` array and one ``grad`` array holding the given parameters.

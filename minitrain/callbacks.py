@@ -1,0 +1,112 @@
+"""Callbacks: hooks into the training loop (early stopping, schedules, progress, logging, history)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+__all__ = ["Callback", "History"]
+
+
+class Callback(BaseEstimator):
+    """Base class of the callbacks: override any of the hooks.
+
+    Every hook receives the running :class:`~minitrain.training.Trainer`, which exposes ``module``,
+    ``optimizer``, ``history``, ``epoch`` (1-based, the epoch in progress or just finished), ``lr``
+    (read and write), ``stop_training`` (set it to stop after this epoch), ``get_weights()`` /
+    ``set_weights()`` and ``estimator`` (the estimator being fitted, or None). Constructor arguments are
+    hyperparameters (``get_params`` / ``set_params`` / ``clone`` work as for estimators), so an estimator
+    can route ``callbacks__<name>__<param>`` to them.
+    """
+
+    def initialize(self) -> Callback:
+        """Reset state kept from a previous fit; called when a fit starts (not on ``partial_fit``)."""
+        return self
+
+    def on_train_begin(self, trainer: Any) -> None:
+        """Called once before the first epoch of a ``fit`` / ``partial_fit`` call."""
+
+    def on_epoch_begin(self, trainer: Any) -> None:
+        """Called at the start of each epoch."""
+
+    def on_batch_end(self, trainer: Any, batch: int, loss: float) -> None:
+        """Called after each optimizer step with the batch index and its loss."""
+
+    def on_epoch_end(self, trainer: Any) -> None:
+        """Called after each epoch, once its losses and scores are in ``trainer.history``."""
+
+    def on_train_end(self, trainer: Any) -> None:
+        """Called once when training ends (also after an interruption or an error)."""
+
+
+class History(Callback):
+    """One record (a dict) per epoch: ``epoch``, ``train_loss``, ``valid_loss``, ``valid_score``, ``lr``,
+    ``duration`` and ``<metric>_best`` flags.
+
+    Index it like a list of dicts, or by ``[rows, key]`` to get a column (skorch's notation); ``column``
+    does the same as a NumPy array.
+
+    Examples
+    --------
+    >>> h = History()
+    >>> h.new_epoch(epoch=1, train_loss=0.9)
+    >>> h.new_epoch(epoch=2, train_loss=0.5)
+    >>> h[:, "train_loss"], h[-1, "epoch"], h.column("train_loss").tolist()
+    ([0.9, 0.5], 2, [0.9, 0.5])
+    """
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def initialize(self) -> History:
+        self.records = []
+        return self
+
+    def new_epoch(self, **values: Any) -> None:
+        """Start a record for a new epoch."""
+        self.records.append(dict(values))
+
+    def record(self, key: str, value: Any) -> None:
+        """Set ``key`` in the current (last) epoch's record."""
+        if not self.records:
+            raise IndexError("History.record: no epoch has started")
+        self.records[-1][key] = value
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Any:
+        return iter(self.records)
+
+    def __getitem__(self, key: Any) -> Any:
+        if not isinstance(key, tuple):
+            return self.records[key]
+        rows, col = key
+        picked = self.records[rows]
+        if isinstance(rows, slice):
+            return [self._get(r, col) for r in picked]
+        return self._get(picked, col)
+
+    @staticmethod
+    def _get(record: dict[str, Any], col: Any) -> Any:
+        if isinstance(col, (list, tuple)):
+            return tuple(History._get(record, c) for c in col)
+        if col not in record:
+            raise KeyError(f"{col!r} was not recorded in epoch {record.get('epoch')}; recorded: {sorted(record)}")
+        return record[col]
+
+    def column(self, key: str, default: Any = np.nan) -> np.ndarray:
+        """The values of ``key`` over all epochs as an array (``default`` where an epoch lacks it)."""
+        return np.array([r.get(key, default) for r in self.records])
+
+    def to_dataframe(self) -> Any:
+        """The records as a pandas DataFrame (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.records)
+
+    def __repr__(self) -> str:
+        keys = sorted({k for r in self.records for k in r})
+        return f"History({len(self.records)} epochs, keys={keys})"

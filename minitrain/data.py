@@ -1,0 +1,121 @@
+"""Training data on a backend: batches gathered into reused buffers, validation splits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.model_selection import train_test_split
+
+from .backend import get_backend
+
+
+class ArrayDataset:
+    """Samples ``X`` with targets ``y`` and optional ``sample_weight``, held on a backend.
+
+    Dense ``X`` is copied to the backend once; sparse ``X`` stays on the host and each batch is
+    densified on its way to the backend. Batches gathered in a shuffled order reuse one buffer per
+    batch length, so an epoch allocates nothing per batch on the host backends.
+
+    Parameters
+    ----------
+    X : array-like or sparse matrix of shape (n_samples, ...)
+    y : array-like of shape (n_samples, ...) or None
+    sample_weight : array-like of shape (n_samples,) or None
+    backend : str or Backend, optional
+    dtype : dtype, default float32
+        Floating dtype of ``X`` and ``sample_weight`` (and of ``y`` when it is floating).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = ArrayDataset(np.arange(10.0).reshape(5, 2), np.arange(5), backend="numpy")
+    >>> [(xb.shape, yb.tolist()) for xb, yb, _, _ in ds.batches(2)]
+    [((2, 2), [0, 1]), ((2, 2), [2, 3]), ((1, 2), [4])]
+    """
+
+    def __init__(
+        self, X: Any, y: Any = None, sample_weight: Any = None, backend: Any = None, dtype: Any = "float32"
+    ) -> None:
+        self.backend = be = get_backend(backend)
+        self.dtype = np.dtype(dtype)
+        self.sparse = sp.issparse(X)
+        self.X = X.astype(self.dtype).tocsr() if self.sparse else be.asarray(np.asarray(X, dtype=self.dtype))
+        self.n_samples = X.shape[0]
+        self.y = None
+        if y is not None:
+            y = np.asarray(y)
+            self.y = be.asarray(y.astype(self.dtype) if y.dtype.kind in "fb" else y)
+        self.sample_weight = None if sample_weight is None else be.asarray(np.asarray(sample_weight, self.dtype))
+        self._buffers: dict[tuple[str, int], Any] = {}
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def _take(self, key: str, a: Any, idx: Any) -> Any:
+        """Gather rows ``idx`` of ``a`` into a buffer reused across batches of the same length."""
+        n = idx.shape[0]
+        buf = self._buffers.get((key, n))
+        if buf is None or buf.dtype != a.dtype:
+            buf = self._buffers[(key, n)] = self.backend.alloc((n, *a.shape[1:]), a.dtype, fill=None)
+        return self.backend.xp.take(a, idx, axis=0, out=buf)
+
+    def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[tuple[Any, Any, Any, float]]:
+        """Yield ``(X_batch, y_batch, sample_weight_batch, weight_sum)`` over the samples.
+
+        ``order`` (host integer array) visits the samples in that order; None visits them in
+        place as slices, without copies. ``weight_sum`` is the batch's summed sample weight (its
+        length when there are no weights). Yielded buffers are reused: consume a batch before
+        asking for the next.
+        """
+        be = self.backend
+        n = self.n_samples
+        dev_order = None if order is None or self.sparse else be.asarray(np.asarray(order, dtype=np.intp))
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            if order is None:
+                sl = slice(start, stop)
+                xb = be.asarray(self.X[sl].toarray()) if self.sparse else self.X[sl]
+                yb = None if self.y is None else self.y[sl]
+                wb = None if self.sample_weight is None else self.sample_weight[sl]
+            else:
+                idx = dev_order[start:stop] if dev_order is not None else be.asarray(order[start:stop])
+                if self.sparse:
+                    xb = be.asarray(self.X[order[start:stop]].toarray())
+                else:
+                    xb = self._take("X", self.X, idx)
+                yb = None if self.y is None else self._take("y", self.y, idx)
+                wb = None if self.sample_weight is None else self._take("w", self.sample_weight, idx)
+            yield xb, yb, wb, float(stop - start) if wb is None else float(wb.sum())
+
+
+def train_valid_split(
+    *arrays: Any, valid_size: float | int, random_state: Any = None, stratify: Any = None
+) -> list[Any]:
+    """Split arrays (None entries pass through as None) into train and validation parts.
+
+    A thin wrapper over :func:`sklearn.model_selection.train_test_split` with a clear error when
+    the validation part would hold fewer than 2 samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Xt, Xv, yt, yv, wt, wv = train_valid_split(np.zeros((10, 2)), np.arange(10), None, valid_size=0.2)
+    >>> Xt.shape, Xv.shape, wt
+    ((8, 2), (2, 2), None)
+    """
+    present = [a for a in arrays if a is not None]
+    n = present[0].shape[0]
+    n_valid = int(np.ceil(valid_size * n)) if isinstance(valid_size, float) else int(valid_size)
+    if n_valid < 2 or n - n_valid < 1:
+        raise ValueError(
+            f"The validation set is too small: {n} samples with validation_fraction={valid_size} give {n_valid} "
+            "validation samples (at least 2 are needed). Increase 'validation_fraction' or the size of your dataset."
+        )
+    parts = iter(train_test_split(*present, test_size=valid_size, random_state=random_state, stratify=stratify))
+    out: list[Any] = []
+    for a in arrays:
+        out.extend((None, None) if a is None else (next(parts), next(parts)))
+    return out

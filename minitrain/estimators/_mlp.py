@@ -1,0 +1,332 @@
+"""``BaseMLP``: fit / partial_fit / predict shared by MLPClassifier and MLPRegressor."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+from sklearn.base import BaseEstimator, _fit_context, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ..backend import Backend
+from ..callbacks import History
+from ..data import ArrayDataset, train_valid_split
+from ..training import Trainer
+from ._base import PortableStateMixin, forward_numpy, resolve_backend, resolve_dtype
+from ._mlp_core import SklearnRules, build_network, linear_layers, make_optimizer, output_activation, output_loss
+
+_STOCHASTIC = ("sgd", "adam")
+
+
+class BaseMLP(PortableStateMixin, BaseEstimator):
+    """Shared implementation; use :class:`MLPClassifier` or :class:`MLPRegressor`."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "backend": [str, Backend],
+        "dtype": [None, str, type, np.dtype],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_norm": ["boolean"],
+        "l1": [Interval(Real, 0, None, closed="left")],
+        "restore_best_weights": ["boolean", StrOptions({"auto"})],
+        "callbacks": [list, tuple, None],
+    }
+
+    # ------------------------------------------------------------------ fitted attributes as NumPy views
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Weight matrices, ``coefs_[i]`` of shape (units in layer i, units in layer i + 1)."""
+        check_is_fitted(self, "module_")
+        be = self.module_.backend
+        return [be.to_numpy(lin.weight.data).T for lin in linear_layers(self.module_)]
+
+    @coefs_.setter
+    def coefs_(self, values: list[Any]) -> None:
+        for lin, value in zip(linear_layers(self.module_), values, strict=True):
+            lin.weight.data[...] = lin.backend.asarray(np.asarray(value, dtype=lin.weight.dtype).T)
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Bias vectors, ``intercepts_[i]`` of shape (units in layer i + 1,)."""
+        check_is_fitted(self, "module_")
+        return [lin.backend.to_numpy(lin.bias.data) for lin in linear_layers(self.module_)]
+
+    @intercepts_.setter
+    def intercepts_(self, values: list[Any]) -> None:
+        for lin, value in zip(linear_layers(self.module_), values, strict=True):
+            lin.bias.data[...] = lin.backend.asarray(np.asarray(value, dtype=lin.bias.dtype))
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None) -> BaseMLP:
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+        X_val, y_val : array-like, optional
+            Validation data used instead of a ``validation_fraction`` split: scores and losses on it are
+            recorded every epoch (``validation_scores_``, ``validation_loss_curve_``) and drive early
+            stopping when ``early_stopping=True``.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=False, X_val=X_val, y_val=y_val)
+
+    def _check_solver(self) -> bool:
+        if self.solver not in _STOCHASTIC:
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not stochastic."
+            )
+        return True
+
+    def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool, X_val: Any = None, y_val: Any = None):
+        sizes = self.hidden_layer_sizes
+        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
+        if any(s <= 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        if (X_val is None) != (y_val is None):
+            raise ValueError("pass both X_val and y_val, or neither")
+        first_pass = not hasattr(self, "module_") or (not self.warm_start and not incremental)
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        sample_weight = self._class_weighted(y, sample_weight)
+        if y.ndim == 1:
+            y = y.reshape(-1, 1)
+        be = resolve_backend(self.backend)
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(y, [X.shape[1], *sizes, y.shape[1]], be, resolve_dtype(self.dtype, X))
+        elif y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {y.shape[1]} outputs but the model was fitted with {self.n_outputs_}")
+        elif self.module_.backend is not be:
+            self.module_.to(be)
+            self.optimizer_ = None
+        if self.dropout and self.random_state is not None:
+            be.seed(int(self._random_state.randint(np.iinfo(np.int32).max)))
+        self.backend_ = be.name if be.device in ("cpu", "0", 0) else f"{be.name}:{be.device}"
+        if self.solver in _STOCHASTIC:
+            self._fit_stochastic(X, y, sample_weight, incremental, X_val, y_val)
+        else:
+            self._fit_lbfgs(X, y, sample_weight)
+        if not all(np.isfinite(be.to_numpy(p.data)).all() for p in self.module_.parameters()):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may contain large values and need to"
+                " be preprocessed."
+            )
+        return self
+
+    def _class_weighted(self, y: Any, sample_weight: Any) -> Any:
+        return sample_weight
+
+    def _initialize(self, y: np.ndarray, layer_units: list[int], be: Backend, dtype: np.dtype) -> None:
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = self._out_activation()
+        self.module_ = build_network(self, layer_units, be, dtype, self._random_state)
+        self.optimizer_ = None
+        self.history_ = History()
+        if self.solver in _STOCHASTIC:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_, self.validation_loss_curve_ = [], []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = self.validation_loss_curve_ = None
+                self.best_validation_score_ = None
+
+    @property
+    def _dtype(self) -> np.dtype:
+        return np.dtype(self.module_.parameters()[0].dtype)
+
+    def _dataset(self, X: Any, y: Any, sample_weight: Any) -> ArrayDataset:
+        return ArrayDataset(X, y, sample_weight, backend=self.module_.backend, dtype=self._dtype)
+
+    def _fit_stochastic(self, X, y, sample_weight, incremental, X_val, y_val) -> None:
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        validating = self.early_stopping or X_val is not None
+        sw_val = None
+        if X_val is not None:
+            X_val, y_val_fit = self._validate_input(X_val, y_val, incremental=True, reset=False)
+            y_val = np.asarray(y_val) if is_classifier(self) else y_val_fit
+            y_val_fit = y_val_fit.reshape(len(y_val_fit), -1)
+            X_train, y_train, sw_train = X, y, sample_weight
+        elif self.early_stopping:
+            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+            X_train, X_val, y_train, y_val_fit, sw_train, sw_val = train_valid_split(
+                X, y, sample_weight, valid_size=self.validation_fraction, random_state=self._random_state,
+                stratify=stratify,
+            )  # fmt: skip
+            y_val = self._label_binarizer.inverse_transform(y_val_fit) if is_classifier(self) else y_val_fit
+        else:
+            X_train, y_train, sw_train = X, y, sample_weight
+        if validating and self.validation_scores_ is None:
+            self.validation_scores_, self.validation_loss_curve_ = [], []
+        n = X_train.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+            batch_size = int(np.clip(self.batch_size, 1, n))
+        module = self.module_
+        if self.optimizer_ is None or not incremental:
+            self.optimizer_ = make_optimizer(self, module)
+            saved = self.__dict__.pop("_optimizer_state", None)
+            if saved is not None and incremental:
+                self.optimizer_.load_state_dict(saved)
+        if not incremental:
+            self.n_iter_ = 0
+        rules = SklearnRules(self, n, validating, incremental)
+        out_act = self.out_activation_
+
+        def criterion(out, yb, wb, wsum):
+            return output_loss(out, yb, wb, wsum, out_act)
+
+        valid = None
+        if validating:
+            valid = self._dataset(X_val, y_val_fit, sw_val)
+
+        def score(_):
+            return self._score(X_val, y_val, sample_weight=sw_val)
+
+        trainer = Trainer(
+            module, criterion, self.optimizer_, batch_size=batch_size, shuffle=self.shuffle,
+            callbacks=[self.history_, rules, *self._user_callbacks()], random_state=self._random_state,
+            score_fn=score if validating else None, penalty=self._penalty_fn(), estimator=self,
+        )  # fmt: skip
+        trainer.epoch = len(self.history_)
+        trainer.fit(self._dataset(X_train, y_train, sw_train), valid, epochs=1 if incremental else self.max_iter)
+
+    def _user_callbacks(self) -> list[Any]:
+        return [cb[1] if isinstance(cb, tuple) else cb for cb in (self.callbacks or ())]
+
+    def _penalty_fn(self) -> Any:
+        """Sets the weights group's L2 / L1 strengths for a batch and returns the penalty's value."""
+        alpha, l1 = float(self.alpha), float(self.l1)
+        opt = self.optimizer_
+        group = opt.param_groups[0]
+        wbuf = next(fb for fb, g in opt._flat_groups if g is group)
+        xp = self.module_.backend.xp
+
+        def penalty(wsum: float) -> float:
+            group["weight_decay"] = alpha / wsum
+            group["l1"] = l1 / wsum
+            value = 0.0
+            if alpha:
+                value += 0.5 * alpha * float(xp.dot(wbuf.data, wbuf.data)) / wsum
+            if l1:
+                value += l1 * float(xp.abs(wbuf.data).sum()) / wsum
+            return value
+
+        return penalty
+
+    def _fit_lbfgs(self, X: Any, y: Any, sample_weight: Any) -> None:
+        module = self.module_
+        be = module.backend
+        (fb,) = module.flat_parameters()
+        data = self._dataset(X, y, sample_weight)
+        wsum = float(X.shape[0] if sample_weight is None else np.sum(sample_weight))
+        starts, offset = [], 0
+        weights = {id(lin.weight) for lin in linear_layers(module)}
+        for p in module.parameters():
+            if id(p) in weights:
+                starts.append((offset, offset + p.size))
+            offset += p.size
+        alpha, l1, dtype, out_act = float(self.alpha), float(self.l1), self._dtype, self.out_activation_
+        module.train()
+
+        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+            fb.data[...] = be.asarray(x.astype(dtype))
+            fb.zero_grad()
+            total = 0.0
+            for xb, yb, wb, _ in data.batches(8192):
+                loss = output_loss(module(xb), yb, wb, wsum, out_act)
+                loss.backward()
+                total += float(loss.data)
+            for a, b in starts:
+                w = fb.data[a:b]
+                total += (0.5 * alpha * float(w @ w) + l1 * float(abs(w).sum())) / wsum
+                fb.grad[a:b] += (alpha / wsum) * w + (l1 / wsum) * be.xp.sign(w)
+            return total, be.to_numpy(fb.grad).astype(np.float64)
+
+        opts = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
+        callback = None
+        if self.verbose:
+            it = iter(range(1, self.max_iter + 1))
+
+            def callback(intermediate_result: Any) -> None:
+                print(f"Iteration {next(it)}, loss = {intermediate_result.fun:.8f}")
+
+        x0 = be.to_numpy(fb.data).astype(np.float64)
+        res = scipy.optimize.minimize(fun, x0, method="L-BFGS-B", jac=True, options=opts, callback=callback)
+        if res.status != 0:
+            warnings.warn(
+                f"lbfgs failed to converge after {res.nit} iteration(s) (status={res.status}):\n{res.message}\n\n"
+                "Increase the number of iterations to improve the convergence (max_iter=%d).\nYou might also want"
+                " to scale the data as shown in:\n    https://scikit-learn.org/stable/modules/preprocessing.html"
+                % self.max_iter,
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self.n_iter_ = min(res.nit, self.max_iter)
+        self.loss_ = float(res.fun)
+        fb.data[...] = be.asarray(res.x.astype(dtype))
+
+    # ------------------------------------------------------------------ predict
+    def _forward(self, X: Any, check_input: bool = True) -> np.ndarray:
+        """Output-layer activations for ``X`` as a NumPy array of shape (n_samples, n_outputs)."""
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32))
+        z = forward_numpy(self.module_, X, self._dtype)
+        return output_activation(z.reshape(X.shape[0], self.n_outputs_), self.out_activation_)
+
+    def _score_with_function(self, X: Any, y: Any, sample_weight: Any, score_function: Any) -> float:
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags

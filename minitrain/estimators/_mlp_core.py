@@ -1,0 +1,209 @@
+"""Pieces of the MLP estimators that are not estimator methods: network, output losses, sklearn's rules."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from .. import nn, optim
+from ..autograd import Tensor
+from ..callbacks import Callback
+
+ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+
+
+def build_network(est: Any, layer_units: list[int], be: Any, dtype: np.dtype, rs: np.random.RandomState) -> Any:
+    """A Sequential of Linear layers (+ BatchNorm1d, activation, Dropout) with scikit-learn's initialization.
+
+    Weights are drawn exactly as scikit-learn draws them (Glorot uniform, factor 2 for 'logistic',
+    coefficients then intercepts, layer by layer, from ``rs``), so the same ``random_state`` starts
+    both libraries from the same point.
+    """
+    act = ACTIVATIONS[est.activation]
+    factor = 2.0 if est.activation == "logistic" else 6.0
+    layers: list[Any] = []
+    n = len(layer_units) - 1
+    for i in range(n):
+        fan_in, fan_out = layer_units[i], layer_units[i + 1]
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        coef = rs.uniform(-bound, bound, (fan_in, fan_out))
+        intercept = rs.uniform(-bound, bound, fan_out)
+        hidden = i < n - 1
+        fused = act if hidden and not est.batch_norm else "identity"
+        lin = nn.Linear(fan_in, fan_out, activation=fused, init="zeros", dtype=dtype.name, backend=be)
+        lin.weight.data[...] = be.asarray(np.ascontiguousarray(coef.T, dtype=dtype))
+        lin.bias.data[...] = be.asarray(intercept.astype(dtype))
+        layers.append(lin)
+        if hidden and est.batch_norm:
+            layers.append(nn.BatchNorm1d(fan_out, dtype=dtype.name, backend=be))
+            layers.append(_activation_module(act, be))
+        if hidden and est.dropout:
+            layers.append(nn.Dropout(est.dropout, backend=be))
+    return nn.Sequential(*layers, backend=be)
+
+
+def _activation_module(act: str, be: Any) -> Any:
+    cls = {"identity": nn.Identity, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}[act]
+    return cls(backend=be)
+
+
+def linear_layers(module: Any) -> list[Any]:
+    """The Linear layers of an MLP network, input to output."""
+    return [m for m in module if isinstance(m, nn.Linear)]
+
+
+def output_loss(z: Tensor, y: Any, sw: Any, wsum: float, out_activation: str) -> Tensor:
+    """scikit-learn's loss for ``out_activation`` on logits ``z`` as one node: a weighted mean over samples.
+
+    The gradient is scikit-learn's ``(act(z) - y) * sw / sum(sw)`` (canonical link), including its
+    choice for several regression outputs (the squared-error loss is averaged over outputs, its gradient
+    is not).
+    """
+    be = z.backend
+    xp = be.xp
+    zd = z.data
+    if out_activation == "softmax":
+        loss, grad = be.softmax_cross_entropy(zd, y)
+    elif out_activation == "logistic":
+        loss, grad = be.sigmoid_cross_entropy(zd, y)
+        loss = loss.sum(axis=1)
+    elif out_activation == "identity":
+        grad = zd - y
+        loss = 0.5 * (grad * grad).mean(axis=1)
+    else:  # 'exp': half Poisson deviance with a log link
+        out = xp.exp(zd)
+        positive = y > 0
+        ylogy = xp.where(positive, y * xp.log(xp.where(positive, y, 1)), 0)
+        loss = (ylogy - y * zd - y + out).sum(axis=1)
+        grad = out - y
+    if sw is not None:
+        loss = loss * sw
+        grad = grad * sw[:, None]
+    scale = 1.0 / wsum
+    return Tensor._make(loss.sum() * scale, be, (z,), lambda g: (grad * (g * scale),))
+
+
+def output_activation(z: Any, out_activation: str) -> Any:
+    """Apply the output activation to NumPy logits (float, in place where possible)."""
+    if out_activation == "softmax":
+        z = z - z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+    elif out_activation == "logistic":
+        with np.errstate(over="ignore"):
+            z = 1.0 / (1.0 + np.exp(-z))
+    elif out_activation == "exp":
+        z = np.exp(z)
+    return z
+
+
+class SklearnAdam(optim.Adam):
+    """Adam with scikit-learn's epsilon placement, ``lr_t * m / (sqrt(v) + eps)``.
+
+    PyTorch's rule divides by ``sqrt(v_hat) + eps``; both agree once ``eps`` is scaled by
+    ``1 / sqrt(1 - beta2**t)`` at step ``t``.
+    """
+
+    def _update(self, fb: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
+        beta2 = group["betas"][1]
+        eps = group["eps"] / math.sqrt(1.0 - beta2 ** state["step"])
+        super()._update(fb, {**group, "eps": eps}, state)
+
+
+def make_optimizer(est: Any, module: Any) -> Any:
+    """The solver's optimizer over two groups: weights (L2 / L1, set per batch) and everything else."""
+    weights = [lin.weight for lin in linear_layers(module)]
+    ids = {id(p) for p in weights}
+    others = [p for p in module.parameters() if id(p) not in ids]
+    groups = [{"params": weights}, {"params": others}]
+    if est.solver == "adam":
+        return SklearnAdam(groups, lr=est.learning_rate_init, betas=(est.beta_1, est.beta_2), eps=est.epsilon)
+    nesterov = bool(est.nesterovs_momentum and est.momentum > 0)
+    return optim.SGD(groups, lr=est.learning_rate_init, momentum=est.momentum, nesterov=nesterov)
+
+
+class SklearnRules(Callback):
+    """scikit-learn's end-of-epoch logic: loss_curve_, n_iter_no_change / tol, best weights, 'invscaling'
+    and 'adaptive' learning rates, verbose lines and the ConvergenceWarning."""
+
+    def __init__(self, est: Any = None, n_train: int = 0, validating: bool = False, incremental: bool = False) -> None:
+        self.est = est
+        self.n_train = n_train
+        self.validating = validating
+        self.incremental = incremental
+
+    def on_epoch_end(self, trainer: Any) -> None:
+        est = self.est
+        rec = trainer.history[-1]
+        est.n_iter_ += 1
+        est.loss_ = float(rec["train_loss"])
+        est.t_ += self.n_train
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
+        if self.validating:
+            score = float(rec.get("valid_score", np.nan))
+            est.validation_scores_.append(score)
+            est.validation_loss_curve_.append(float(rec["valid_loss"]))
+            if est.verbose:
+                print(f"Validation score: {score:f}")
+        self._count_no_improvement(trainer)
+        if est.solver == "sgd" and est.learning_rate == "invscaling":
+            trainer.lr = est.learning_rate_init / (est.t_ + 1) ** est.power_t
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if est.early_stopping else "Training loss"
+            msg = f"{what} did not improve more than tol={est.tol:f} for {est.n_iter_no_change} consecutive epochs."
+            if est.solver == "sgd" and est.learning_rate == "adaptive" and trainer.lr > 1e-6:
+                trainer.lr = trainer.lr / 5.0
+                est._no_improvement_count = 0
+                if est.verbose:
+                    print(f"{msg} Setting learning rate to {trainer.lr:f}")
+            else:
+                if est.verbose:
+                    small = " Learning rate too small." if est.learning_rate == "adaptive" else ""
+                    print(f"{msg}{small} Stopping.")
+                trainer.stop_training = True
+                return
+        if not self.incremental and est.n_iter_ == est.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and the optimization hasn't "
+                "converged yet.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+    def _count_no_improvement(self, trainer: Any) -> None:
+        est = self.est
+        if est.early_stopping:
+            score = est.validation_scores_[-1]
+            worse = score < est.best_validation_score_ + est.tol  # scikit-learn's test (NaN counts as better)
+            est._no_improvement_count = est._no_improvement_count + 1 if worse else 0
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                est._best_weights = trainer.get_weights()
+        else:
+            loss = est.loss_curve_[-1]
+            worse = loss > est.best_loss_ - est.tol
+            est._no_improvement_count = est._no_improvement_count + 1 if worse else 0
+            if loss < est.best_loss_:
+                est.best_loss_ = loss
+                if self._restores():
+                    est._best_weights = trainer.get_weights()
+
+    def on_train_begin(self, trainer: Any) -> None:
+        # like scikit-learn, the starting weights are the fallback "best" ones
+        self.est._best_weights = trainer.get_weights() if self._restores() else None
+
+    def _restores(self) -> bool:
+        restore = self.est.restore_best_weights
+        return restore is True or (restore == "auto" and self.est.early_stopping)
+
+    def on_train_end(self, trainer: Any) -> None:
+        est = self.est
+        if est._best_weights is not None and self._restores():
+            trainer.set_weights(est._best_weights)
+        est._best_weights = None

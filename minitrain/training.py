@@ -1,0 +1,221 @@
+"""The training loop shared by every estimator: epochs of batches, validation, callbacks and history."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.utils import shuffle as _shuffle
+
+from .autograd import Tensor, no_grad
+from .callbacks import Callback, History
+from .data import ArrayDataset
+
+Criterion = Callable[[Tensor, Any, Any, float], Tensor]
+
+__all__ = ["NonFiniteLossError", "Trainer"]
+
+
+class NonFiniteLossError(ValueError, FloatingPointError):
+    """The training loss became NaN or infinite; the model was reset to its last finite weights."""
+
+
+class Trainer:
+    """Train ``module`` with ``optimizer`` on ``criterion``, epoch after epoch, calling ``callbacks``.
+
+    Parameters
+    ----------
+    module : Module
+    criterion : callable ``(output, y_batch, sample_weight_batch, weight_sum) -> scalar Tensor``
+        The loss of a batch, a weighted mean over its samples.
+    optimizer : Optimizer
+    batch_size : int
+    callbacks : sequence of Callback
+        Run in order; a :class:`~minitrain.callbacks.History` is always kept in ``history``.
+    shuffle : bool, default True
+        Visit the training samples in a new random order each epoch.
+    random_state : numpy RandomState, optional
+        Source of the shuffling permutations.
+    score_fn : callable ``(dataset) -> float``, optional
+        Validation score (higher is better) recorded as ``valid_score``.
+    penalty : callable ``(weight_sum) -> float``, optional
+        Called after each backward pass, before the step; its value is added to the reported training loss
+        (a regularizer whose gradient the optimizer applies, e.g. through ``weight_decay``).
+    estimator : object, optional
+        The estimator being fitted, for callbacks that need it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from minitrain import nn, optim, functional as F
+    >>> from minitrain.data import ArrayDataset
+    >>> model = nn.Linear(2, 1, backend="numpy")
+    >>> crit = lambda out, y, w, n: F.mse_loss(out, y.reshape(-1, 1))
+    >>> trainer = Trainer(model, crit, optim.SGD(model, lr=0.1), batch_size=4)
+    >>> X = np.random.default_rng(0).normal(size=(16, 2))
+    >>> _ = trainer.fit(ArrayDataset(X, X.sum(1), backend="numpy"), epochs=50)
+    >>> round(trainer.history[-1, "train_loss"], 6)
+    0.0
+    """
+
+    def __init__(
+        self,
+        module: Any,
+        criterion: Criterion,
+        optimizer: Any,
+        *,
+        batch_size: int,
+        callbacks: Sequence[Callback] = (),
+        shuffle: bool = True,
+        random_state: np.random.RandomState | None = None,
+        score_fn: Callable[[ArrayDataset], float] | None = None,
+        penalty: Callable[[float], float] | None = None,
+        estimator: Any = None,
+    ) -> None:
+        self.module = module
+        self.criterion = criterion
+        self.optimizer = optimizer
+        self.batch_size = int(batch_size)
+        self.history = next((cb for cb in callbacks if isinstance(cb, History)), None) or History()
+        self.callbacks = [self.history, *(cb for cb in callbacks if cb is not self.history)]
+        self.shuffle = shuffle
+        self.random_state = random_state if random_state is not None else np.random.RandomState()
+        self.score_fn = score_fn
+        self.penalty = penalty
+        self.estimator = estimator
+        self.stop_training = False
+        self.epoch = 0
+        self.n_batches = 0
+        self.n_samples_seen = 0
+        self._order: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ state used by callbacks
+    @property
+    def lr(self) -> float:
+        """Learning rate of the first parameter group; setting it sets every group's."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(value)
+
+    def get_weights(self) -> list[Any]:
+        """Copies (on the backend) of every parameter and buffer, for ``set_weights``."""
+        xp = self.module.backend.xp
+        return [xp.copy(p.data) for p in self.module.parameters()] + [
+            xp.copy(b) for _, b in self.module.named_buffers()
+        ]
+
+    def set_weights(self, weights: list[Any]) -> None:
+        """Copy back weights taken by ``get_weights``, in place (flat buffers stay valid)."""
+        xp = self.module.backend.xp
+        targets = [p.data for p in self.module.parameters()] + [b for _, b in self.module.named_buffers()]
+        for dst, src in zip(targets, weights, strict=True):
+            xp.copyto(dst, src)
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    # ------------------------------------------------------------------ the loop
+    def initialize(self) -> Trainer:
+        """Forget previous epochs: reset the callbacks (and the history)."""
+        for cb in self.callbacks:
+            cb.initialize()
+        self.epoch = 0
+        self.n_samples_seen = 0
+        return self
+
+    def fit(self, train: ArrayDataset, valid: ArrayDataset | None = None, epochs: int = 1) -> Trainer:
+        """Run up to ``epochs`` more epochs (fewer if a callback sets ``stop_training``).
+
+        A KeyboardInterrupt ends training with a warning and a usable model; a non-finite training
+        loss raises :class:`NonFiniteLossError` after restoring the weights of the last finite epoch.
+        """
+        self.stop_training = False
+        self._call("on_train_begin")
+        try:
+            for _ in range(epochs):
+                self._run_epoch(train, valid)
+                if self.stop_training:
+                    break
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", UserWarning, stacklevel=2)
+        finally:
+            self._call("on_train_end")
+        return self
+
+    def _run_epoch(self, train: ArrayDataset, valid: ArrayDataset | None) -> None:
+        self.epoch += 1
+        start = time.perf_counter()
+        self.history.new_epoch(epoch=self.epoch, lr=self.lr)
+        self._call("on_epoch_begin")
+        last_finite = self.get_weights()
+        self.module.train()
+        order = None
+        if self.shuffle:  # each epoch permutes the previous order, as scikit-learn's MLP does
+            if self._order is None or len(self._order) != train.n_samples:
+                self._order = np.arange(train.n_samples)
+            order = self._order = _shuffle(self._order, random_state=self.random_state)
+        self.n_batches = -(-train.n_samples // self.batch_size)
+        total = 0.0
+        for i, (xb, yb, wb, wsum) in enumerate(train.batches(self.batch_size, order)):
+            loss = self._train_step(xb, yb, wb, wsum)
+            if not math.isfinite(loss):
+                self.set_weights(last_finite)
+                raise NonFiniteLossError(
+                    f"the training loss became {loss} at epoch {self.epoch}, batch {i + 1}; the model keeps the "
+                    f"weights it had after epoch {self.epoch - 1}. Scale the inputs (e.g. StandardScaler) or lower "
+                    "the learning rate."
+                )
+            total += loss * xb.shape[0]
+            self.n_samples_seen += xb.shape[0]
+            self._call("on_batch_end", i, loss)
+        self.history.record("train_loss", total / max(train.n_samples, 1))
+        if valid is not None:
+            self.history.record("valid_loss", self.evaluate_loss(valid))
+            if self.score_fn is not None:
+                self.history.record("valid_score", float(self.score_fn(valid)))
+        self._mark_best()
+        self.history.record("duration", time.perf_counter() - start)
+        self._call("on_epoch_end")
+
+    def _train_step(self, xb: Any, yb: Any, wb: Any, wsum: float) -> float:
+        self.optimizer.zero_grad()
+        out = self.module(Tensor._make(xb, self.module.backend))
+        loss = self.criterion(out, yb, wb, wsum)
+        loss.backward()
+        value = float(loss.data)
+        if self.penalty is not None:
+            value += self.penalty(wsum)
+        self.optimizer.step()
+        return value
+
+    def evaluate_loss(self, data: ArrayDataset) -> float:
+        """Mean loss of ``module`` (in eval mode, without gradients) over ``data``."""
+        was_training = self.module.training
+        self.module.eval()
+        total = 0.0
+        try:
+            with no_grad():
+                for xb, yb, wb, wsum in data.batches(max(self.batch_size, 1024)):
+                    out = self.module(Tensor._make(xb, self.module.backend))
+                    total += float(self.criterion(out, yb, wb, wsum).data) * xb.shape[0]
+        finally:
+            self.module.train(was_training)
+        return total / max(data.n_samples, 1)
+
+    def _mark_best(self) -> None:
+        """Record ``<key>_best`` flags: the lowest loss so far, the highest score so far."""
+        h = self.history
+        for key, sign in (("train_loss", 1.0), ("valid_loss", 1.0), ("valid_score", -1.0)):
+            value = h.records[-1].get(key)
+            if value is None:
+                continue
+            previous = [sign * r[key] for r in h.records[:-1] if r.get(key) is not None and np.isfinite(r[key])]
+            h.record(f"{key}_best", bool(np.isfinite(value) and (not previous or sign * value < min(previous))))
