@@ -68,8 +68,9 @@ class PortableStateMixin:
             module = copy.deepcopy(module).to("numpy")
         if module is not None:
             state["module_"] = module
-        opt = state.pop("optimizer_", None)
+        opt = state.get("optimizer_")
         if opt is not None:
+            state["optimizer_"] = None
             state["_optimizer_state"] = opt.state_dict()
         state.pop("_trainer", None)
         return state

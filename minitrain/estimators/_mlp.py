@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.optimize
@@ -27,7 +27,7 @@ _STOCHASTIC = ("sgd", "adam")
 class BaseMLP(PortableStateMixin, BaseEstimator):
     """Shared implementation; use :class:`MLPClassifier` or :class:`MLPRegressor`."""
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
@@ -119,6 +119,7 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val, or neither")
+        be = resolve_backend(self.backend)  # before touching any fitted state: a bad backend loses nothing
         first_pass = not hasattr(self, "module_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
@@ -126,7 +127,6 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
         sample_weight = self._class_weighted(y, sample_weight)
         if y.ndim == 1:
             y = y.reshape(-1, 1)
-        be = resolve_backend(self.backend)
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(y, [X.shape[1], *sizes, y.shape[1]], be, resolve_dtype(self.dtype, X))
@@ -206,7 +206,9 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
             batch_size = min(200, n)
         else:
             if self.batch_size > n:
-                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=3
+                )
             batch_size = int(np.clip(self.batch_size, 1, n))
         module = self.module_
         if self.optimizer_ is None or not incremental:
@@ -214,8 +216,7 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
             saved = self.__dict__.pop("_optimizer_state", None)
             if saved is not None and incremental:
                 self.optimizer_.load_state_dict(saved)
-        if not incremental:
-            self.n_iter_ = 0
+        self.n_iter_ = 0  # per call, as in scikit-learn (t_ keeps counting)
         rules = SklearnRules(self, n, validating, incremental)
         out_act = self.out_activation_
 

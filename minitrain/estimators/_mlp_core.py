@@ -114,6 +114,19 @@ class SklearnAdam(optim.Adam):
         super()._update(fb, {**group, "eps": eps}, state)
 
 
+class SklearnSGD(optim.SGD):
+    """SGD with scikit-learn's velocity ``v = momentum * v - lr * g``: when the learning rate changes
+    ('invscaling', 'adaptive'), the momentum buffer is rescaled so past steps keep the rate they were taken
+    with. With a constant rate this is PyTorch's rule exactly."""
+
+    def _update(self, fb: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
+        last = group.get("last_lr")
+        if last is not None and last != group["lr"] and state.get("momentum_buffer") is not None:
+            state["momentum_buffer"] *= last / group["lr"]
+        group["last_lr"] = group["lr"]
+        super()._update(fb, group, state)
+
+
 def make_optimizer(est: Any, module: Any) -> Any:
     """The solver's optimizer over two groups: weights (L2 / L1, set per batch) and everything else."""
     weights = [lin.weight for lin in linear_layers(module)]
@@ -123,7 +136,7 @@ def make_optimizer(est: Any, module: Any) -> Any:
     if est.solver == "adam":
         return SklearnAdam(groups, lr=est.learning_rate_init, betas=(est.beta_1, est.beta_2), eps=est.epsilon)
     nesterov = bool(est.nesterovs_momentum and est.momentum > 0)
-    return optim.SGD(groups, lr=est.learning_rate_init, momentum=est.momentum, nesterov=nesterov)
+    return SklearnSGD(groups, lr=est.learning_rate_init, momentum=est.momentum, nesterov=nesterov)
 
 
 class SklearnRules(Callback):

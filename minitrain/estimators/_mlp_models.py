@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
@@ -93,7 +93,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     True
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **BaseMLP._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
@@ -207,7 +207,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     True
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **BaseMLP._parameter_constraints,
         "loss": [StrOptions({"squared_error", "poisson"})],
     }
@@ -233,7 +233,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):
-            raise ValueError("loss='poisson' needs non-negative targets y; got a minimum of %r" % float(np.min(y)))
+            raise ValueError(f"loss='poisson' needs non-negative targets y; got a minimum of {float(np.min(y))!r}")
         return X, y
 
     def predict(self, X: Any) -> np.ndarray:
