@@ -80,7 +80,8 @@ class Trainer:
         self.criterion = criterion
         self.optimizer = optimizer
         self.batch_size = int(batch_size)
-        self.history = next((cb for cb in callbacks if isinstance(cb, History)), None) or History()
+        history = next((cb for cb in callbacks if isinstance(cb, History)), None)
+        self.history = history if history is not None else History()  # not `or`: an empty History is falsy
         self.callbacks = [self.history, *(cb for cb in callbacks if cb is not self.history)]
         self.shuffle = shuffle
         self.random_state = random_state if random_state is not None else np.random.RandomState()
@@ -154,6 +155,7 @@ class Trainer:
         self.epoch += 1
         start = time.perf_counter()
         self.history.new_epoch(epoch=self.epoch, lr=self.lr)
+        self.n_batches = -(-train.n_samples // self.batch_size)
         self._call("on_epoch_begin")
         last_finite = self.get_weights()
         self.module.train()
@@ -162,10 +164,10 @@ class Trainer:
             if self._order is None or len(self._order) != train.n_samples:
                 self._order = np.arange(train.n_samples)
             order = self._order = _shuffle(self._order, random_state=self.random_state)
-        self.n_batches = -(-train.n_samples // self.batch_size)
         total = 0.0
         for i, (xb, yb, wb, wsum) in enumerate(train.batches(self.batch_size, order)):
-            loss = self._train_step(xb, yb, wb, wsum)
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported just below, not warned
+                loss = self._train_step(xb, yb, wb, wsum)
             if not math.isfinite(loss):
                 self.set_weights(last_finite)
                 raise NonFiniteLossError(

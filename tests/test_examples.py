@@ -7,6 +7,8 @@ import pathlib
 
 import pytest
 
+from minitrain import list_backends
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -28,3 +30,13 @@ def test_quickstart_reaches_96_percent_test_accuracy(backend, capsys):
 def test_quickstart_rejects_an_unknown_backend():
     with pytest.raises(ValueError, match="unknown backend 'nope'"):
         _load("quickstart").main(["--backend", "nope", "--epochs", "1"])
+
+
+def test_sklearn_pipeline_searches_every_backend(capsys):
+    accuracy = _load("sklearn_pipeline").main(["--quick"])
+    out = capsys.readouterr().out
+    assert accuracy >= 0.9, out
+    assert "best parameters:" in out
+    for info in list_backends():
+        if info.available:
+            assert f"backend {info.name:>6}: mean fit time" in out

@@ -202,7 +202,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     >>> import numpy as np
     >>> from minitrain import MLPRegressor
     >>> X = np.linspace(-1, 1, 200).reshape(-1, 1)
-    >>> reg = MLPRegressor((32,), solver="lbfgs", random_state=0).fit(X, np.sin(3 * X).ravel())
+    >>> reg = MLPRegressor(hidden_layer_sizes=(32,), solver="lbfgs", random_state=0).fit(X, np.sin(3 * X).ravel())
     >>> reg.score(X, np.sin(3 * X).ravel()) > 0.95
     True
     """

@@ -1,4 +1,4 @@
-"""Callbacks: hooks into the training loop (early stopping, schedules, progress, logging, history)."""
+"""The callback protocol (``Callback``), the per-epoch ``History``, and helpers shared by the callbacks."""
 
 from __future__ import annotations
 
@@ -110,3 +110,29 @@ class History(Callback):
     def __repr__(self) -> str:
         keys = sorted({k for r in self.records for k in r})
         return f"History({len(self.records)} epochs, keys={keys})"
+
+
+def _monitored(owner: str, trainer: Any, monitor: str) -> float:
+    """The value of ``monitor`` in the last epoch's record, or an error saying how to get it recorded."""
+    record = trainer.history[-1]
+    if monitor not in record:
+        hint = (
+            " It needs validation data: set the estimator's `validation_fraction` / `train_split`, pass `valid` "
+            "to Trainer.fit, or monitor 'train_loss'."
+            if monitor.startswith("valid")
+            else " Record it from a callback placed before this one, or monitor 'train_loss'."
+        )
+        raise ValueError(
+            f"{owner} monitors {monitor!r}, which epoch {record.get('epoch')} did not record (recorded: "
+            f"{', '.join(sorted(record))}).{hint}"
+        )
+    return float(record[monitor])
+
+
+def _mode(owner: str, monitor: str, mode: str) -> str:
+    """'min' or 'max'; 'auto' is 'min' for a monitored name containing 'loss', else 'max'."""
+    if mode == "auto":
+        return "min" if "loss" in monitor else "max"
+    if mode not in ("min", "max"):
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    return mode
