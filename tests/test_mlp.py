@@ -245,6 +245,16 @@ def test_user_callbacks_run_each_epoch(digits):
     assert counter.epochs == 3
 
 
+def test_early_stopping_callback_restarts_with_each_fit(digits):
+    X, y = digits
+    stopper = callbacks.EarlyStopping(monitor="train_loss", patience=1, min_delta=10.0)
+    clf = MLPClassifier((5,), max_iter=20, callbacks=[stopper], random_state=0)
+    clf.fit(X, y)
+    assert clf.n_iter_ == 2 and stopper.stopped_epoch_ == 2
+    clf.fit(X, y)  # a fresh fit: the callback's state from the first fit is forgotten
+    assert clf.n_iter_ == 2 and stopper.stopped_epoch_ == 2
+
+
 # ------------------------------------------------------------------ errors that lose nothing
 def test_bad_inputs_raise_clear_errors_and_keep_the_fitted_model(digits):
     X, y = digits

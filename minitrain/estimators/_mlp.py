@@ -236,6 +236,9 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
             score_fn=score if validating else None, penalty=self._penalty_fn(), estimator=self,
         )  # fmt: skip
         trainer.epoch = len(self.history_)
+        if not incremental:  # each fit starts the callbacks afresh; partial_fit continues them
+            for cb in self._user_callbacks():
+                cb.initialize()
         trainer.fit(self._dataset(X_train, y_train, sw_train), valid, epochs=1 if incremental else self.max_iter)
 
     def _user_callbacks(self) -> list[Any]:
