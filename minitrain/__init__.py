@@ -3,13 +3,15 @@
 from . import callbacks, data, functional, init, losses, nn, optim, schedules, training
 from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .backend import get_backend, list_backends, manual_seed, register_backend, set_backend, use_backend
-from .estimators import MLPClassifier, MLPRegressor
+from .estimators import MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLPClassifier",
     "MLPRegressor",
+    "NeuralNetClassifier",
+    "NeuralNetRegressor",
     "callbacks",
     "data",
     "training",

@@ -92,12 +92,13 @@ class ArrayDataset:
 
 
 def train_valid_split(
-    *arrays: Any, valid_size: float | int, random_state: Any = None, stratify: Any = None
-) -> list[Any]:
+    *arrays: Any, valid_size: float | int, random_state: Any = None, stratify: Any = None,
+    param: str = "validation_fraction",
+) -> list[Any]:  # fmt: skip
     """Split arrays (None entries pass through as None) into train and validation parts.
 
     A thin wrapper over :func:`sklearn.model_selection.train_test_split` with a clear error when
-    the validation part would hold fewer than 2 samples.
+    the validation part would hold fewer than 2 samples; ``param`` names the caller's parameter in it.
 
     Examples
     --------
@@ -111,8 +112,8 @@ def train_valid_split(
     n_valid = int(np.ceil(valid_size * n)) if isinstance(valid_size, float) else int(valid_size)
     if n_valid < 2 or n - n_valid < 1:
         raise ValueError(
-            f"The validation set is too small: {n} samples with validation_fraction={valid_size} give {n_valid} "
-            "validation samples (at least 2 are needed). Increase 'validation_fraction' or the size of your dataset."
+            f"The validation set is too small: {n} samples with {param}={valid_size} give {n_valid} "
+            f"validation samples (at least 2 are needed). Increase '{param}' or the size of your dataset."
         )
     parts = iter(train_test_split(*present, test_size=valid_size, random_state=random_state, stratify=stratify))
     out: list[Any] = []
