@@ -101,7 +101,7 @@ def linear(
 
     def bw(g: Any) -> tuple[Any, ...]:
         g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
-        gz = be.act_backward(g2, y, z, name, alpha=alpha)
+        gz = g2 if name == "identity" else be.act_backward(g2, y, z, name, alpha=alpha)  # gz is only read
         gx = be.gemm(gz, wd).reshape(xd.shape) if x.requires_grad else None
         gw = be.gemm(gz, x2, trans_a=True) if weight.requires_grad else None
         if bias is None:
