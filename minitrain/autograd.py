@@ -203,6 +203,8 @@ def _accumulate_leaf(t: Tensor, g: Any) -> None:
         t.grad = g.copy()
     else:
         t.grad += g
+        if getattr(t, "_grad_zero", False):
+            t._grad_zero = False  # a Parameter's gradient is no longer known to be zero
 
 
 def _topological(root: Tensor) -> list[Tensor]:

@@ -311,3 +311,34 @@ def test_views_of_untouched_parameters_stay_current(backend):
     (last,) = net[2].flat_parameters()
     nn.flatten_parameters([net[0].weight, net[1].weight])  # not a contiguous run: rebinds those two
     assert last.is_current() and not whole.is_current()
+
+
+def _reference_grads(w, b, xs):
+    """d/dw, d/db of sum over inputs of sum(x @ w.T + b) (+ sum(w**2) for the extra use)."""
+    gw = sum(np.ones((x.shape[0], w.shape[0])).T @ x for x in xs)
+    gb = sum(np.full(w.shape[0], x.shape[0], dtype=float) for x in xs)
+    return gw, gb
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_linear_gradients_written_into_zeroed_flat_buffer_still_accumulate(backend, passes):
+    layer = mt.nn.Linear(3, 2, backend=backend, dtype="float64")
+    opt = mt.optim.SGD(layer, lr=0.1)
+    x1, x2 = np.arange(6.0).reshape(2, 3), np.ones((4, 3))
+    opt.zero_grad()
+    for _ in range(passes):  # no zero_grad in between: gradients add up
+        (layer(x1).sum() + layer(x2).sum()).backward()  # the weight is used twice in one graph
+    gw, gb = _reference_grads(layer.weight.numpy(), None, [x1, x2])
+    np.testing.assert_allclose(backend.to_numpy(layer.weight.grad), passes * gw)
+    np.testing.assert_allclose(backend.to_numpy(layer.bias.grad), passes * gb)
+
+
+def test_a_parameter_used_outside_linear_first_is_not_overwritten(backend):
+    layer = mt.nn.Linear(3, 2, backend=backend, dtype="float64")
+    opt = mt.optim.SGD(layer, lr=0.1)
+    x = np.ones((2, 3))
+    opt.zero_grad()
+    (layer.weight * 2.0).sum().backward()  # accumulates 2 into every weight gradient
+    layer(x).sum().backward()  # must add, not overwrite
+    gw, _ = _reference_grads(layer.weight.numpy(), None, [x])
+    np.testing.assert_allclose(backend.to_numpy(layer.weight.grad), gw + 2.0)

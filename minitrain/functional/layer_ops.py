@@ -103,10 +103,22 @@ def linear(
         g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
         gz = g2 if name == "identity" else be.act_backward(g2, y, z, name, alpha=alpha)  # gz is only read
         gx = be.gemm(gz, wd).reshape(xd.shape) if x.requires_grad else None
-        gw = be.gemm(gz, x2, trans_a=True) if weight.requires_grad else None
-        if bias is None:
-            return gx, gw
-        return gx, gw, (gz.sum(axis=0) if bias.requires_grad else None)
+        gw = None
+        if weight.requires_grad:
+            wgrad = weight.grad if getattr(weight, "_grad_zero", False) else None
+            if wgrad is not None and wgrad.dtype == gz.dtype and wgrad.flags.c_contiguous:
+                be.gemm(gz, x2, trans_a=True, out=wgrad)  # straight into the zeroed (flat) gradient
+                weight._grad_zero = False
+            else:
+                gw = be.gemm(gz, x2, trans_a=True)
+        if bias is None or not bias.requires_grad:
+            return gx, gw, None
+        bgrad = bias.grad if getattr(bias, "_grad_zero", False) else None
+        if bgrad is not None and bgrad.dtype == gz.dtype:
+            gz.sum(axis=0, out=bgrad)
+            bias._grad_zero = False
+            return gx, gw, None
+        return gx, gw, gz.sum(axis=0)
 
     out = y if xd.ndim == 2 else y.reshape((*xd.shape[:-1], wd.shape[0]))
     return _make(out, be, (x, weight) if bias is None else (x, weight, bias), bw)

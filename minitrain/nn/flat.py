@@ -13,14 +13,16 @@ class Parameter(Tensor):
     """A leaf tensor that a module trains; its gradient accumulates in place.
 
     Once flattened (by an optimizer or ``Module.flat_parameters``), ``data`` and ``grad`` are views
-    into the model's flat buffers.
+    into the model's flat buffers. After ``zero_grad`` the gradient is known to be zero, so the first
+    gradient of the next backward pass may be written straight into it (e.g. by a ``Linear`` GEMM).
     """
 
-    __slots__ = ("_flat",)
+    __slots__ = ("_flat", "_grad_zero")
 
     def __init__(self, data: Any, backend: Any = None, dtype: Any = None) -> None:
         super().__init__(data, requires_grad=True, backend=backend, dtype=dtype)
         self._flat: FlatBuffer | None = None
+        self._grad_zero = False
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -30,6 +32,7 @@ class Parameter(Tensor):
         slots = (s for cls in type(self).__mro__ for s in getattr(cls, "__slots__", ()) if s != "__weakref__")
         state = {s: getattr(self, s) for s in slots if hasattr(self, s)}
         state["_flat"] = None
+        state["_grad_zero"] = False
         return None, state
 
 
@@ -80,6 +83,8 @@ class FlatBuffer:
     def zero_grad(self) -> None:
         """Zero every gradient with one fill."""
         self.grad.fill(0)
+        for p in self.params:
+            p._grad_zero = True
 
     def __repr__(self) -> str:
         return f"FlatBuffer({len(self.params)} parameters, {self.size} {self.dtype} values on {self.backend.name})"

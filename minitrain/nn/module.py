@@ -164,6 +164,7 @@ class Module:
                     fb.zero_grad()
             elif p.grad is not None:
                 p.grad.fill(0)
+                p._grad_zero = True
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, np.ndarray]:
