@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.utils import shuffle as _shuffle
 
 from .autograd import Tensor, no_grad
 from .callbacks import Callback, History
@@ -105,18 +104,25 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = float(value)
 
+    def _weight_arrays(self) -> list[Any]:
+        """The arrays ``get_weights`` copies: parameters (a flat buffer whole when they fill it) and buffers."""
+        params = self.module.parameters()
+        root = params[0]._flat.root if params and params[0]._flat is not None else None
+        if root is not None and root.is_current() and {id(q) for q in root.params} == {id(q) for q in params}:
+            arrays = [root.data]
+        else:
+            arrays = [p.data for p in params]
+        return arrays + [b for _, b in self.module.named_buffers() if b is not None]
+
     def get_weights(self) -> list[Any]:
         """Copies (on the backend) of every parameter and buffer, for ``set_weights``."""
         xp = self.module.backend.xp
-        return [xp.copy(p.data) for p in self.module.parameters()] + [
-            xp.copy(b) for _, b in self.module.named_buffers()
-        ]
+        return [xp.copy(a) for a in self._weight_arrays()]
 
     def set_weights(self, weights: list[Any]) -> None:
         """Copy back weights taken by ``get_weights``, in place (flat buffers stay valid)."""
         xp = self.module.backend.xp
-        targets = [p.data for p in self.module.parameters()] + [b for _, b in self.module.named_buffers()]
-        for dst, src in zip(targets, weights, strict=True):
+        for dst, src in zip(self._weight_arrays(), weights, strict=True):
             xp.copyto(dst, src)
 
     def _call(self, hook: str, *args: Any) -> None:
@@ -163,7 +169,9 @@ class Trainer:
         if self.shuffle:  # each epoch permutes the previous order, as scikit-learn's MLP does
             if self._order is None or len(self._order) != train.n_samples:
                 self._order = np.arange(train.n_samples)
-            order = self._order = _shuffle(self._order, random_state=self.random_state)
+            perm = np.arange(train.n_samples)
+            self.random_state.shuffle(perm)  # what sklearn.utils.shuffle draws, without its input checks
+            order = self._order = self._order[perm]
         total = 0.0
         for i, (xb, yb, wb, wsum) in enumerate(train.batches(self.batch_size, order)):
             with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported just below, not warned
