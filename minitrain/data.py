@@ -60,7 +60,10 @@ class ArrayDataset:
         buf = self._buffers.get((key, n))
         if buf is None or buf.dtype != a.dtype:
             buf = self._buffers[(key, n)] = self.backend.alloc((n, *a.shape[1:]), a.dtype, fill=None)
-        return self.backend.xp.take(a, idx, axis=0, out=buf)
+        xp = self.backend.xp
+        if xp is np:  # indices come from a permutation: 'clip' skips NumPy's slow checked path into `out`
+            return np.take(a, idx, axis=0, out=buf, mode="clip")
+        return xp.take(a, idx, axis=0, out=buf)
 
     def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[tuple[Any, Any, Any, float]]:
         """Yield ``(X_batch, y_batch, sample_weight_batch, weight_sum)`` over the samples.
