@@ -92,6 +92,8 @@ class Trainer:
         self.n_batches = 0
         self.n_samples_seen = 0
         self._order: np.ndarray | None = None
+        self._best: dict[str, float] = {}
+        self._best_seen = -1  # history records the running bests cover
 
     # ------------------------------------------------------------------ state used by callbacks
     @property
@@ -220,12 +222,32 @@ class Trainer:
             self.module.train(was_training)
         return total / max(data.n_samples, 1)
 
+    _BEST_KEYS = (("train_loss", 1.0), ("valid_loss", 1.0), ("valid_score", -1.0))
+
     def _mark_best(self) -> None:
-        """Record ``<key>_best`` flags: the lowest loss so far, the highest score so far."""
-        h = self.history
-        for key, sign in (("train_loss", 1.0), ("valid_loss", 1.0), ("valid_score", -1.0)):
-            value = h.records[-1].get(key)
+        """Record ``<key>_best`` flags: the lowest loss so far, the highest score so far.
+
+        The bests are kept running; the history is read back only when it was started or continued
+        elsewhere (a new fit, ``partial_fit`` / warm start with a new trainer).
+        """
+        records = self.history.records
+        if self._best_seen != len(records) - 1:
+            self._best = {}
+            for r in records[:-1]:
+                self._update_best(r)
+        flags = self._update_best(records[-1])
+        for key, is_best in flags.items():
+            self.history.record(f"{key}_best", is_best)
+        self._best_seen = len(records)
+
+    def _update_best(self, record: dict[str, Any]) -> dict[str, bool]:
+        flags = {}
+        for key, sign in self._BEST_KEYS:
+            value = record.get(key)
             if value is None:
                 continue
-            previous = [sign * r[key] for r in h.records[:-1] if r.get(key) is not None and np.isfinite(r[key])]
-            h.record(f"{key}_best", bool(np.isfinite(value) and (not previous or sign * value < min(previous))))
+            best = self._best.get(key)
+            flags[key] = bool(np.isfinite(value) and (best is None or sign * value < best))
+            if flags[key]:
+                self._best[key] = sign * value
+        return flags

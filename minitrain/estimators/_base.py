@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils.validation import column_or_1d, validate_data
 
 from ..autograd import Tensor, no_grad
 from ..backend import Backend, get_backend, list_backends
@@ -31,6 +32,18 @@ def resolve_dtype(dtype: Any, X: Any) -> np.dtype:
     if dt.kind != "f":
         raise ValueError(f"dtype must be a floating dtype such as 'float32' or 'float64', got {dtype!r}")
     return dt
+
+
+def validate_xy(est: Any, X: Any, y: Any, reset: bool, **kwargs: Any) -> tuple[Any, Any]:
+    """scikit-learn's ``validate_data`` as the MLPs call it: float32/float64 (sparse allowed) X, 1-D y when it
+    has one column; ``kwargs`` go to ``validate_data`` (e.g. ``y_numeric=True``)."""
+    X, y = validate_data(
+        est, X, y, accept_sparse=["csr", "csc"], multi_output=True, dtype=(np.float64, np.float32), reset=reset,
+        **kwargs,
+    )  # fmt: skip
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    return X, y
 
 
 def forward_numpy(module: Any, X: Any, dtype: np.dtype, batch: int = PREDICT_BATCH) -> np.ndarray:

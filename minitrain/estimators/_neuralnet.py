@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .. import losses, nn
 from ..backend import Backend
@@ -21,7 +21,7 @@ from ..callbacks import History
 from ..data import ArrayDataset, train_valid_split
 from ..training import Trainer
 from . import _neuralnet_core as core
-from ._base import PortableStateMixin, forward_numpy, resolve_backend, resolve_dtype
+from ._base import PortableStateMixin, forward_numpy, resolve_backend, resolve_dtype, validate_xy
 
 
 class BaseNeuralNet(PortableStateMixin, BaseEstimator):
@@ -395,13 +395,7 @@ class NeuralNetRegressor(RegressorMixin, BaseNeuralNet):
     """
 
     def _validate_xy(self, X: Any, y: Any, reset: bool) -> tuple[Any, Any]:
-        X, y = validate_data(
-            self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=True,
-            dtype=(np.float64, np.float32), reset=reset,
-        )  # fmt: skip
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        return X, y
+        return validate_xy(self, X, y, reset, y_numeric=True)
 
     def _encode_y(self, y: np.ndarray, first: bool, classes: Any) -> np.ndarray:
         return np.asarray(y, dtype=np.float64).reshape(len(y), -1)
