@@ -41,12 +41,22 @@ KERNELS = (
     "dropout_backward",
     "batchnorm",
     "batchnorm_backward",
+    "conv2d",
+    "conv2d_backward",
+    "maxpool2d",
+    "maxpool2d_backward",
+    "avgpool2d",
+    "avgpool2d_backward",
     "sgd_step",
     "adam_step",
     "rmsprop_step",
     "adagrad_step",
     "clip_grad_norm",
     "clip_grad_value",
+    "lstm_step",
+    "lstm_step_backward",
+    "gru_step",
+    "gru_step_backward",
 )
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -365,6 +375,218 @@ class Backend:
             dx = grad * scale.reshape(shape)
         return dx.astype(grad.dtype, copy=False), dgamma, dbeta
 
+    # ------------------------------------------------------------------ convolution and pooling
+    # Layout NCHW, weight (out_channels, in_channels, kh, kw). Windows are strided views of a padded copy of
+    # the input. The convolution computes on an extended grid of width wg = ceil(padded width / stride) per
+    # output row, so that with a vertical stride of 1 a window offset reads one long strided run per (n, c)
+    # plane (NumPy's per-row loop overhead dominated otherwise); the wg - wo extra columns per row are
+    # computed, then dropped. The bias rides in the GEMMs as a row of ones under the columns. The backward
+    # pass recomputes im2col (2-3 % of a small CNN training step) instead of keeping c * kh * kw copies of
+    # each layer's input alive until then. Pooling copies the windows to one contiguous row per offset
+    # first: reductions over the strided views themselves were slower.
+    @staticmethod
+    def _pair(v: Any) -> tuple[int, int]:
+        """``v`` as two ints, one per spatial axis (an int serves both)."""
+        a, b = v if isinstance(v, (tuple, list)) else (v, v)
+        return int(a), int(b)
+
+    def _conv_grid(self, x_shape: Any, kernel: Any, stride: Any, padding: Any) -> tuple[int, ...]:
+        """``(kh, kw, sh, sw, ph, pw, hp, ho, wo, wg, wq)`` of a convolution on the extended grid."""
+        (kh, kw), (sh, sw), (ph, pw) = self._pair(kernel), self._pair(stride), self._pair(padding)
+        hp, wp = x_shape[2] + 2 * ph, x_shape[3] + 2 * pw
+        wg = -(-wp // sw)
+        return kh, kw, sh, sw, ph, pw, hp, (hp - kh) // sh + 1, (wp - kw) // sw + 1, wg, wg * sw
+
+    def _grid_view(self, buf: Any, grid: tuple[int, ...], n: int, c: int, offset: int, kmajor: bool) -> Any:
+        """Strided view of the padded planes in ``buf``: (c, kh, kw, n, ho, wg) or, at ``offset``, (c, n, ho, wg)."""
+        kh, kw, sh, sw, _, _, hp, ho, _, wg, wq = grid
+        it, ps = buf.itemsize, hp * wq
+        if kmajor:
+            shape, strides = (c, kh, kw, n, ho, wg), (ps, wq, 1, c * ps, sh * wq, sw)
+        else:
+            shape, strides = (c, n, ho, wg), (ps, c * ps, sh * wq, sw)
+        return self.xp.lib.stride_tricks.as_strided(buf[offset:], shape, tuple(s * it for s in strides))
+
+    def _im2col(self, x: Any, grid: tuple[int, ...], ones: bool) -> Any:
+        """Columns (c * kh * kw, n * ho * wg) of ``x`` (n, c, h, w) on the extended grid, plus a row of ones."""
+        xp = self.xp
+        n, c, h, w = x.shape
+        kh, kw, sh, sw, ph, pw, hp, ho, wo, wg, wq = grid
+        # Only the input that windows cover is copied, so the extra columns read nothing else (an inf there
+        # would make 0 * inf = NaN in dweight); the tail keeps the last row's extra columns in the buffer.
+        h, w = max(0, min(h, (ho - 1) * sh + kh - ph)), max(0, min(w, (wo - 1) * sw + kw - pw))
+        buf = xp.zeros(n * c * hp * wq + kw, dtype=x.dtype)
+        buf[: n * c * hp * wq].reshape(n, c, hp, wq)[:, :, ph : ph + h, pw : pw + w] = x[:, :, :h, :w]
+        cols = xp.empty((c * kh * kw + ones, n * ho * wg), dtype=x.dtype)
+        cols[: c * kh * kw].reshape(c, kh, kw, n, ho, wg)[...] = self._grid_view(buf, grid, n, c, 0, True)
+        if ones:  # the bias as one more input channel: the GEMMs add it and sum its gradient
+            cols[-1] = 1
+        return cols
+
+    def conv2d(
+        self,
+        x: Any,
+        weight: Any,
+        bias: Any,
+        *,
+        stride: int | tuple[int, int] = (1, 1),
+        padding: int | tuple[int, int] = (0, 0),
+    ) -> Any:
+        """2-D cross-correlation of ``x`` (n, c, h, w) with ``weight`` (o, c, kh, kw), plus ``bias`` (o,) or None."""
+        xp = self.xp
+        n, o = x.shape[0], weight.shape[0]
+        grid = self._conv_grid(x.shape, weight.shape[2:], stride, padding)
+        ho, wo, wg = grid[7:10]
+        w2 = weight.reshape(o, -1)
+        if bias is not None:
+            w2 = xp.concatenate((w2, bias.reshape(o, 1).astype(w2.dtype, copy=False)), axis=1)
+        z = self.gemm(w2, self._im2col(x, grid, bias is not None)).reshape(o, n, ho, wg)[..., :wo]
+        y = xp.empty((n, o, ho, wo), dtype=x.dtype)
+        y[...] = z.transpose(1, 0, 2, 3)
+        return y
+
+    def conv2d_backward(
+        self,
+        grad: Any,
+        x: Any,
+        weight: Any,
+        *,
+        stride: int | tuple[int, int] = (1, 1),
+        padding: int | tuple[int, int] = (0, 0),
+        need_input_grad: bool = True,
+    ) -> tuple[Any, Any, Any]:
+        """Gradients of ``conv2d``: ``(dx or None, dweight, dbias)``, recomputing the columns of ``x``."""
+        xp = self.xp
+        n, c, h, w = x.shape
+        o = weight.shape[0]
+        grid = self._conv_grid(x.shape, weight.shape[2:], stride, padding)
+        kh, kw, _, _, ph, pw, hp, ho, wo, wg, wq = grid
+        g = (xp.zeros if wg > wo else xp.empty)((o, n, ho, wg), dtype=grad.dtype)  # the extra columns stay 0
+        g[..., :wo] = grad.transpose(1, 0, 2, 3)
+        g = g.reshape(o, n * ho * wg)
+        cols = self._im2col(x, grid, True)
+        dwb = self.gemm(g, cols, trans_b=True)
+        dweight = dwb[:, :-1].reshape(weight.shape).astype(weight.dtype, copy=False)
+        dbias = dwb[:, -1].astype(grad.dtype, copy=False)
+        if not need_input_grad:
+            return None, dweight, dbias
+        dcols = self.gemm(weight.reshape(o, -1), g, trans_a=True, out=cols[:-1]).reshape(c, kh, kw, n, ho, wg)
+        buf = xp.zeros(n * c * hp * wq + kw, dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):  # col2im: the extra columns add exact zeros wherever they land
+                view = self._grid_view(buf, grid, n, c, i * wq + j, False)
+                view += dcols[:, i, j]
+        dx = buf[: n * c * hp * wq].reshape(n, c, hp, wq)[:, :, ph : ph + h, pw : pw + w]
+        return xp.ascontiguousarray(dx), dweight, dbias
+
+    def _pool_grid(self, x_shape: Any, kernel_size: Any, stride: Any, padding: Any) -> tuple[int, ...]:
+        """``(kh, kw, sh, sw, ph, pw, ho, wo)`` of a pooling of inputs of shape ``x_shape``."""
+        (kh, kw), (sh, sw), (ph, pw) = self._pair(kernel_size), self._pair(stride), self._pair(padding)
+        return kh, kw, sh, sw, ph, pw, (x_shape[2] + 2 * ph - kh) // sh + 1, (x_shape[3] + 2 * pw - kw) // sw + 1
+
+    def _pool_stack(self, x: Any, grid: tuple[int, ...], fill: float) -> Any:
+        """The windows of ``x`` padded with ``fill``, one contiguous row (n * c * ho * wo) per offset i * kw + j."""
+        kh, kw, sh, sw, ph, pw, ho, wo = grid
+        n, c, h, w = x.shape
+        if ph or pw:
+            padded = self.xp.full((n, c, h + 2 * ph, w + 2 * pw), fill, dtype=x.dtype)
+            padded[:, :, ph : ph + h, pw : pw + w] = x
+            x = padded
+        s = x.strides
+        view = self.xp.lib.stride_tricks.as_strided(
+            x, (kh, kw, n, c, ho, wo), (s[2], s[3], s[0], s[1], sh * s[2], sw * s[3])
+        )
+        return self.xp.ascontiguousarray(view).reshape(kh * kw, n * c * ho * wo)
+
+    def _pool_backward(self, grid: tuple[int, ...], x_shape: Any, dtype: Any, share: Any) -> Any:
+        """The input gradient, from ``share(k, out)`` writing offset k's part into ``out`` (or returning it)."""
+        xp = self.xp
+        kh, kw, sh, sw, ph, pw, ho, wo = grid
+        n, c, h, w = x_shape
+        hp, wp = h + 2 * ph, w + 2 * pw
+        tiled = (kh, kw) == (sh, sw) and (hp, wp) == (ho * sh, wo * sw)
+        dx = (xp.empty if tiled else xp.zeros)((n, c, hp, wp), dtype=dtype)
+        for i in range(kh):
+            for j in range(kw):
+                view = dx[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+                if sh >= kh and sw >= kw:  # disjoint windows: write, no read
+                    share(i * kw + j, view)
+                else:
+                    view += share(i * kw + j, None)
+        return xp.ascontiguousarray(dx[:, :, ph : ph + h, pw : pw + w]) if ph or pw else dx
+
+    def maxpool2d(
+        self,
+        x: Any,
+        *,
+        kernel_size: int | tuple[int, int] = (2, 2),
+        stride: int | tuple[int, int] = (2, 2),
+        padding: int | tuple[int, int] = (0, 0),
+    ) -> tuple[Any, Any]:
+        """Max over windows (padding counts as -inf); ``(y, argmax)``, argmax = i * kw + j of the first max."""
+        xp = self.xp
+        grid = self._pool_grid(x.shape, kernel_size, stride, padding)
+        kh, kw, ho, wo = grid[0], grid[1], grid[6], grid[7]
+        stack = self._pool_stack(x, grid, -math.inf)
+        y = stack[0].copy()
+        argmax = xp.zeros(y.shape, dtype=xp.int8 if kh * kw <= 128 else xp.int32)
+        mask, step = xp.empty(y.shape, dtype=bool), xp.empty(y.shape, dtype=argmax.dtype)
+        for k in range(1, kh * kw):
+            xp.greater(stack[k], y, out=mask)
+            xp.maximum(y, stack[k], out=y)  # propagates NaN
+            xp.multiply(mask, k, out=step)
+            xp.maximum(argmax, step, out=argmax)  # the last k that raised the max
+        shape = (x.shape[0], x.shape[1], ho, wo)
+        return y.reshape(shape), argmax.reshape(shape)
+
+    def maxpool2d_backward(
+        self,
+        grad: Any,
+        argmax: Any,
+        x_shape: tuple[int, ...],
+        *,
+        kernel_size: int | tuple[int, int] = (2, 2),
+        stride: int | tuple[int, int] = (2, 2),
+        padding: int | tuple[int, int] = (0, 0),
+    ) -> Any:
+        """Gradient of ``maxpool2d``: ``grad`` routed to each window's argmax, summed where windows overlap."""
+        xp = self.xp
+        mask = xp.empty(argmax.shape, dtype=bool)
+
+        def share(k: int, out: Any) -> Any:
+            xp.equal(argmax, k, out=mask)
+            return xp.multiply(grad, mask, out=out)
+
+        return self._pool_backward(self._pool_grid(x_shape, kernel_size, stride, padding), x_shape, grad.dtype, share)
+
+    def avgpool2d(
+        self,
+        x: Any,
+        *,
+        kernel_size: int | tuple[int, int] = (2, 2),
+        stride: int | tuple[int, int] = (2, 2),
+        padding: int | tuple[int, int] = (0, 0),
+    ) -> Any:
+        """Mean over windows, zero padding included in the count (PyTorch's ``count_include_pad=True``)."""
+        grid = self._pool_grid(x.shape, kernel_size, stride, padding)
+        y = self._pool_stack(x, grid, 0.0).sum(axis=0)
+        y /= grid[0] * grid[1]
+        return y.reshape(x.shape[0], x.shape[1], grid[6], grid[7])
+
+    def avgpool2d_backward(
+        self,
+        grad: Any,
+        x_shape: tuple[int, ...],
+        *,
+        kernel_size: int | tuple[int, int] = (2, 2),
+        stride: int | tuple[int, int] = (2, 2),
+        padding: int | tuple[int, int] = (0, 0),
+    ) -> Any:
+        """Gradient of ``avgpool2d``: ``grad / (kh * kw)`` spread over each window, summed where windows overlap."""
+        grid = self._pool_grid(x_shape, kernel_size, stride, padding)
+        count = grid[0] * grid[1]
+        return self._pool_backward(grid, x_shape, grad.dtype, lambda k, out: self.xp.divide(grad, count, out=out))
+
     # ------------------------------------------------------------------ optimizer steps
     def _penalized(self, param: Any, grad: Any, weight_decay: float, l1: float) -> Any:
         if weight_decay:
@@ -499,3 +721,116 @@ class Backend:
     def clip_grad_value(self, grad: Any, clip_value: float) -> None:
         """Clamp ``grad`` in place to ``[-clip_value, clip_value]``."""
         self.xp.clip(grad, -clip_value, clip_value, out=grad)
+
+    # ------------------------------------------------------------------ recurrent steps
+    def _lstm_scale(self, dtype: Any) -> Any:
+        """Per-gate factors (4, 1) that turn i, f, g, o into the arguments -i, -f, -2g, -o of exp."""
+        cache = self.__dict__.setdefault("_recurrent_consts", {})
+        key = str(dtype)
+        if key not in cache:
+            cache[key] = self.xp.asarray([[-1.0], [-1.0], [-2.0], [-1.0]], dtype=dtype)
+        return cache[key]
+
+    def _sigmoid_(self, z: Any, scale: Any = -1.0) -> Any:
+        """sigmoid(-z * scale) in place, as 1 / (1 + exp(...)): exp is cheaper than tanh in NumPy."""
+        xp = self.xp
+        xp.multiply(z, scale, out=z)
+        xp.minimum(z, 80.0, out=z)  # exp stays finite (no overflow warning); sigmoid(-80) is 2e-35
+        xp.exp(z, out=z)
+        xp.add(z, 1.0, out=z)
+        return xp.reciprocal(z, out=z)
+
+    def lstm_step(self, gates: Any, c_prev: Any, *, out: Any = None, out_c: Any = None) -> tuple[Any, Any, Any]:
+        """One LSTM step from pre-activations (B, 4H), gates i, f, g, o: ``(h, c, acts)``; may overwrite gates."""
+        xp = self.xp
+        n, hs = c_prev.shape
+        acts = gates if gates.flags.c_contiguous else xp.ascontiguousarray(gates)
+        a = acts.reshape(n, 4, hs)
+        self._sigmoid_(a, self._lstm_scale(acts.dtype))
+        i, f, g, o = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
+        xp.multiply(g, 2.0, out=g)
+        xp.subtract(g, 1.0, out=g)  # tanh(g) = 2 sigmoid(2 g) - 1
+        c = xp.multiply(f, c_prev, out=out_c)
+        h = xp.multiply(i, g, out=out)
+        xp.add(c, h, out=c)
+        xp.tanh(c, out=h)
+        xp.multiply(h, o, out=h)
+        return h, c, acts
+
+    def lstm_step_backward(
+        self, grad_h: Any, grad_c: Any, acts: Any, c_prev: Any, c: Any, *, out: Any = None
+    ) -> tuple[Any, Any]:
+        """Gradients ``(grad_gates, grad_c_prev)`` of one LSTM step; ``out`` may be ``acts``, grad_c None."""
+        xp = self.xp
+        hs = c.shape[1]
+        i, f, g, o = (acts[:, k * hs : (k + 1) * hs] for k in range(4))
+        d = xp.empty(acts.shape, dtype=acts.dtype) if out is None else out
+        di, df, dg, do = (d[:, k * hs : (k + 1) * hs] for k in range(4))
+        tc = xp.tanh(c)
+        dct = xp.multiply(tc, tc)
+        xp.subtract(1.0, dct, out=dct)
+        dct *= o
+        dct *= grad_h
+        if grad_c is not None:
+            dct += grad_c  # dct: gradient wrt c, through h and directly
+        tc *= grad_h
+        tc *= o
+        xp.subtract(1.0, o, out=do)  # o may alias do: o is not read after this
+        do *= tc
+        grad_c_prev = xp.multiply(dct, f)
+        xp.multiply(dct, i, out=tc)
+        xp.subtract(1.0, i, out=di)
+        di *= g
+        di *= tc
+        xp.multiply(g, g, out=dg)
+        xp.subtract(1.0, dg, out=dg)
+        dg *= tc
+        xp.subtract(1.0, f, out=tc)
+        xp.multiply(tc, f, out=df)
+        df *= dct
+        df *= c_prev
+        return d, grad_c_prev
+
+    def gru_step(self, gi: Any, gh: Any, h_prev: Any, *, out: Any = None) -> tuple[Any, Any]:
+        """One GRU step (gates r, z, n) from gi = x W_ih^T + b_ih, gh = h W_hh^T + b_hh: (h, acts); may overwrite gi."""
+        xp = self.xp
+        hs = h_prev.shape[1]
+        acts = gi if gi.flags.c_contiguous else xp.ascontiguousarray(gi)
+        rz, r, z, nn = acts[:, : 2 * hs], acts[:, :hs], acts[:, hs : 2 * hs], acts[:, 2 * hs :]
+        xp.add(rz, gh[:, : 2 * hs], out=rz)
+        self._sigmoid_(rz)
+        h = xp.multiply(r, gh[:, 2 * hs :], out=out)
+        xp.add(nn, h, out=nn)
+        xp.tanh(nn, out=nn)
+        xp.subtract(h_prev, nn, out=h)
+        xp.multiply(h, z, out=h)
+        xp.add(h, nn, out=h)
+        return h, acts
+
+    def gru_step_backward(
+        self, grad_h: Any, acts: Any, gh: Any, h_prev: Any, *, out: Any = None, out_gh: Any = None
+    ) -> tuple[Any, Any, Any]:
+        """Gradients ``(grad_gi, grad_gh, grad_h_prev)`` of one GRU step; ``out`` may be acts, ``out_gh`` gh."""
+        xp = self.xp
+        hs = h_prev.shape[1]
+        r, z, nn = (acts[:, k * hs : (k + 1) * hs] for k in range(3))
+        d = xp.empty(acts.shape, dtype=acts.dtype) if out is None else out
+        dgh = xp.empty(acts.shape, dtype=acts.dtype) if out_gh is None else out_gh
+        dr, dz, dn = (d[:, k * hs : (k + 1) * hs] for k in range(3))
+        grad_h_prev = xp.multiply(grad_h, z)
+        t1 = xp.subtract(grad_h, grad_h_prev)  # grad_h * (1 - z)
+        t2 = xp.subtract(h_prev, nn)
+        t2 *= grad_h
+        t2 *= z
+        xp.subtract(1.0, z, out=dz)
+        dz *= t2
+        xp.multiply(nn, nn, out=dn)
+        xp.subtract(1.0, dn, out=dn)
+        dn *= t1
+        xp.multiply(dn, gh[:, 2 * hs :], out=t1)  # read gh_n before out_gh may overwrite it
+        xp.multiply(dn, r, out=dgh[:, 2 * hs :])
+        xp.subtract(1.0, r, out=t2)
+        t2 *= r
+        xp.multiply(t2, t1, out=dr)
+        dgh[:, : 2 * hs] = d[:, : 2 * hs]
+        return d, dgh, grad_h_prev

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import Tensor
+from .conv_ops import avg_pool2d, conv2d, max_pool2d
 from .layer_ops import (
     activation,
     batch_norm,
@@ -35,6 +36,7 @@ from .loss_ops import (
     cross_entropy,
     mse_loss,
 )
+from .recurrent_ops import gru, lstm
 from .tensor_ops import (
     abs,
     add,
@@ -69,10 +71,12 @@ __all__ = [
     "activation",
     "add",
     "astype",
+    "avg_pool2d",
     "batch_norm",
     "binary_cross_entropy_with_logits",
     "clip",
     "concatenate",
+    "conv2d",
     "cross_entropy",
     "div",
     "dropout",
@@ -81,12 +85,15 @@ __all__ = [
     "flatten",
     "gelu",
     "getitem",
+    "gru",
     "leaky_relu",
     "linear",
     "log",
     "log_softmax",
+    "lstm",
     "matmul",
     "max",
+    "max_pool2d",
     "maximum",
     "mean",
     "min",

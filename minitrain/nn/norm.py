@@ -73,3 +73,33 @@ class BatchNorm1d(Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+class BatchNorm2d(BatchNorm1d):
+    """Batch normalization over inputs of shape (N, C, H, W): statistics per channel over N, H and W.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the number of channels.
+    eps : float, default=1e-5
+    momentum : float, default=0.1
+        Weight of the batch statistics in the running averages.
+    affine : bool, default=True
+        Learn a per-channel scale and shift.
+    track_running_stats : bool, default=True
+        Keep running mean/variance for eval mode (else batch statistics are always used).
+    dtype : str, default='float32'
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import minitrain as mt
+    >>> bn = mt.nn.BatchNorm2d(3)
+    >>> y = bn(mt.tensor(np.random.default_rng(0).normal(size=(4, 3, 5, 5)), dtype="float32"))
+    >>> y.shape, bool(abs(y.numpy().mean(axis=(0, 2, 3))).max() < 1e-5)
+    ((4, 3, 5, 5), True)
+    """
+
+    _expected_ndim = (4,)
