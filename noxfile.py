@@ -60,3 +60,35 @@ def examples(session: nox.Session) -> None:
     session.install("-e", ".")
     for script in sorted(pathlib.Path("examples").glob("*.py")):
         session.run("python", str(script))
+
+
+BENCH_DIR = "asv_benchmarks"
+
+
+def _asv(session: nox.Session, *args: str) -> None:
+    session.run("asv", *args, f"--config={BENCH_DIR}/asv.conf.json", external=True)
+
+
+@nox.session(default=False, python=False)
+def bench(session: nox.Session) -> None:
+    """Run the asv suite on the working tree in this environment and publish it (nox -s bench -- -b MLPStep)."""
+    commit = session.run("git", "rev-parse", "HEAD", silent=True, external=True).strip()
+    _asv(session, "machine", "--yes")
+    _asv(session, "run", "--python=same", f"--set-commit-hash={commit}", "--show-stderr", *session.posargs)
+    _asv(session, "publish")
+
+
+@nox.session(default=False, python=False)
+def bench_compare(session: nox.Session) -> None:
+    """Compare two commits with asv continuous, each built in its own env: nox -s bench_compare -- A B."""
+    if len(session.posargs) < 2:
+        session.error("usage: nox -s bench_compare -- BASE_COMMIT NEW_COMMIT [asv continuous options]")
+    base, new, *rest = session.posargs
+    _asv(session, "machine", "--yes")
+    _asv(session, "continuous", "--factor=1.1", "--show-stderr", *rest, base, new)
+
+
+@nox.session(default=False, python=False)
+def peers(session: nox.Session) -> None:
+    """minitrain against scikit-learn and PyTorch, side by side in one process (nox -s peers -- --digits)."""
+    session.run("python", f"{BENCH_DIR}/peers.py", *session.posargs, external=True)
