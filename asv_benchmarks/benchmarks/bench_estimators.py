@@ -66,7 +66,7 @@ class MLPClassifierFit:
 
     params = (BACKENDS, DATASETS)
     param_names = ["backend", "dataset"]
-    number, repeat, warmup_time = 1, (3, 5, 30.0), 0.0
+    number, repeat, warmup_time, rounds = 1, (2, 3, 8.0), 0.0, 1
     timeout = 600
 
     def setup(self, backend, dataset):

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import BACKENDS, backend_or_skip
+from .common import BACKENDS, Bench, backend_or_skip
 
 
 def _randn(be, *shape, scale=1.0, seed=0):
     rng = np.random.default_rng(seed)
-    return be.asarray((rng.standard_normal(shape) * scale).astype(np.float32))
+    x = rng.standard_normal(shape, dtype=np.float32)
+    x *= np.float32(scale)
+    return be.asarray(x)
 
 
-class Gemm:
+class Gemm(Bench):
     """``gemm`` into a preallocated output: the MLP's forward GEMMs and a square one."""
 
     params = (BACKENDS, ["128x784x256", "128x256x128", "1024x1024x1024"])
@@ -33,7 +35,7 @@ class Gemm:
         self.be.synchronize()
 
 
-class AffineAct:
+class AffineAct(Bench):
     """Bias and activation fused into the GEMM output (forward), and the activation's backward."""
 
     params = (BACKENDS, ["relu", "tanh", "gelu"])
@@ -57,7 +59,7 @@ class AffineAct:
         self.be.synchronize()
 
 
-class SoftmaxCrossEntropy:
+class SoftmaxCrossEntropy(Bench):
     """Loss and gradient of softmax cross-entropy in one pass."""
 
     params = (BACKENDS, ["128x10", "4096x100"])
@@ -75,7 +77,7 @@ class SoftmaxCrossEntropy:
         self.be.synchronize()
 
 
-class OptimizerStep:
+class OptimizerStep(Bench):
     """One optimizer step over a flat buffer of 1M or 10M parameters."""
 
     params = (BACKENDS, ["sgd_momentum", "adam", "rmsprop", "adagrad"], [1_000_000, 10_000_000])
@@ -100,7 +102,7 @@ class OptimizerStep:
         self.be.synchronize()
 
 
-class Conv2d:
+class Conv2d(Bench):
     """Convolution forward and backward, 3 x 3 kernels with padding 1, batch 64, NCHW."""
 
     params = (BACKENDS, ["1x28x28->32", "32x14x14->64"])
@@ -128,7 +130,7 @@ class Conv2d:
         self.be.synchronize()
 
 
-class MaxPool2d:
+class MaxPool2d(Bench):
     """2 x 2 max pooling forward and backward of a batch of 64 x 32 x 28 x 28."""
 
     params = (BACKENDS,)
@@ -150,7 +152,7 @@ class MaxPool2d:
         self.be.synchronize()
 
 
-class LSTMStep:
+class LSTMStep(Bench):
     """The pointwise part of one LSTM time step (the GEMMs are ``gemm``), forward and backward."""
 
     params = (BACKENDS, [64, 512])

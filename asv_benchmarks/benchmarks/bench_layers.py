@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import timeit
 
-from .common import BACKENDS, TrainStep, backend_or_skip, classification_data, cnn, lstm_classifier, mlp
+from .common import BACKENDS, Bench, TrainStep, backend_or_skip, classification_data, cnn, lstm_classifier, mlp
 
 
-class MLPStep:
+class MLPStep(Bench):
     """MLP 784-256-128-10 at batch 128 (the speed targets' network) and 512-256 at batch 256."""
 
     params = (BACKENDS, ["784-256-128-10/128", "784-512-256-10/256"])
@@ -31,7 +31,7 @@ class MLPStep:
     track_samples_per_second.unit = "samples/s"
 
 
-class CNNStep:
+class CNNStep(Bench):
     """conv32-pool-conv64-pool-fc128-fc10 on 1 x 28 x 28 images, batch 64."""
 
     params = (BACKENDS,)
@@ -48,7 +48,7 @@ class CNNStep:
         self.step()
 
 
-class LSTMStep:
+class LSTMStep(Bench):
     """LSTM(32 -> 128) over 50 steps, last step into 10 classes, batch 64."""
 
     params = (BACKENDS,)

@@ -28,6 +28,19 @@ MLP_LAYERS = (784, 256, 128, 10)
 MLP_BATCH = 128
 
 
+class Bench:
+    """Timing defaults of the suite: one round of 2 to 10 samples (at most about 3 s) per parameter set.
+
+    Setups call their kernels once (Numba compiles there), so a long warm-up buys nothing. Each round of
+    each parameter set pays a process start and ``import minitrain``; one round keeps the default suite
+    under 10 minutes on 2 cores (``asv run -a rounds=2`` for more).
+    """
+
+    rounds = 1
+    repeat = (2, 10, 3.0)
+    warmup_time = 0.1
+
+
 def backend_or_skip(name: str) -> Any:
     """The backend ``name``, or ``SkipNotImplemented`` saying why it cannot run here."""
     from minitrain.backend import get_backend, list_backends
