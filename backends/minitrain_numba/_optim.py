@@ -97,6 +97,13 @@ def rmsprop(
     """RMSprop (optionally centered, with momentum) in place."""
     t = p.dtype.type
     lr_, a, oa, eps_, mom, wd, l1_ = t(lr), t(alpha), t(1.0 - alpha), t(eps), t(momentum), t(weight_decay), t(l1)
+    if not centered and momentum == 0.0:  # the common case as a branch-free loop: the parallel build vectorizes it
+        for i in prange(p.size):
+            gi = g[i] + wd * p[i] + l1_ * np.sign(p[i]) if weight_decay != 0.0 or l1 != 0.0 else g[i]
+            s = sq[i] * a + oa * (gi * gi)
+            sq[i] = s
+            p[i] = p[i] - lr_ * (gi / (np.sqrt(s) + eps_))
+        return
     for i in prange(p.size):
         pi = p[i]
         gi = g[i]
