@@ -96,6 +96,9 @@ def _calls(dtype):
         ("sgd_step", (p[0], p[1], p[2]), {"lr": 0.1, "step": 2, "momentum": 0.9, "nesterov": True}),
         ("adam_step", (p[0], p[1], p[2], p[3]), {"lr": 0.1, "step": 2, "weight_decay": 0.1, "decoupled": True}),
         ("rmsprop_step", (p[0], p[1], p[2], p[3], p[4]), {"lr": 0.1, "momentum": 0.9, "centered": True}),
+        ("rmsprop_step", (p[0], p[1], p[2], None, None), {"lr": 0.1}),
+        ("rmsprop_step", (p[0], p[1], p[2], None, None), {"lr": 0.1, "weight_decay": 0.1, "l1": 0.01}),
+        ("gru_step_backward", (x, np.abs(rand((5, 12), dtype, 4)) % 1, rand((5, 12), dtype, 5), x[::-1].copy()), {}),
         ("adagrad_step", (p[0], p[1], p[2]), {"lr": 0.1, "step": 3, "l1": 0.01}),
         ("clip_grad_norm", (p[1], 0.5), {}),
     ]
