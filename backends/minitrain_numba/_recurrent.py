@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 prange = range  # numba.prange once _kernel() has imported numba (kernels are compiled after that)
-_FLOATS = {np.dtype(t): np.dtype(t) for t in (np.float32, np.float64)}
 _KERNELS: dict[str, Any] = {}
 
 
@@ -68,18 +67,12 @@ def _kernel(name: str) -> Any:
 
 
 def _ok(*arrays: Any) -> np.dtype | None:
-    """The common float32/float64 dtype of C-contiguous NumPy arrays (None entries skipped), else None."""
-    dt = None
-    for a in arrays:
-        if a is None:
-            continue
-        if type(a) is not np.ndarray or a.ndim != 2 or not a.flags.c_contiguous:
-            return None
-        if dt is None:
-            dt = a.dtype
-        elif a.dtype != dt:
-            return None
-    return _FLOATS.get(dt)
+    """The common float32/float64 dtype of C-contiguous 2-D NumPy arrays (None entries skipped), else None."""
+    from . import _dtype  # the package's rule; imported here, as the package imports this module
+
+    if any(a is not None and (type(a) is not np.ndarray or a.ndim != 2 or not a.flags.c_contiguous) for a in arrays):
+        return None
+    return _dtype(*arrays)
 
 
 def _writable(*arrays: Any) -> bool:
