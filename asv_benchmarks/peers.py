@@ -108,7 +108,7 @@ def _memory_child(contender: str, w: Workload) -> None:
     print((_rss_kib()[1] - before) / 1024.0)
 
 
-def training_table(w: Workload, repeats: int, epochs: int, memory: bool) -> None:
+def training_table(key: str, w: Workload, repeats: int, epochs: int, memory: bool) -> None:
     """Interleaved epochs of every contender on ``w``: samples/s, ratios, GFLOP/s, % of peak, memory."""
     X, y = w.data()
     runs, notes = {}, []
@@ -138,7 +138,7 @@ def training_table(w: Workload, repeats: int, epochs: int, memory: bool) -> None
     rows = []
     for k in names:
         gf = med[k] * fps / 1e9
-        mem = f"{_peak_rss_growth(k, _key(w), len(X)):.0f}" if memory and k != "gemm-only" else "-"
+        mem = f"{_peak_rss_growth(k, key, len(X)):.0f}" if memory and k != "gemm-only" else "-"
         rows.append([
             k, f"{med[k]:,.0f}", f"{min(rate[k]):,.0f}-{max(rate[k]):,.0f}",
             f"{med[k] / med['sklearn']:.2f}x" if "sklearn" in med else "-",
@@ -150,10 +150,6 @@ def training_table(w: Workload, repeats: int, epochs: int, memory: bool) -> None
     for note in notes:
         emit(f"- {note}")
     emit()
-
-
-def _key(w: Workload) -> str:
-    return next(k for k, v in WORKLOADS.items() if v.name == w.name)
 
 
 def digits_table(repeats: int) -> None:
@@ -266,9 +262,9 @@ def main(argv: list[str] | None = None) -> None:
         if key not in WORKLOADS:
             parser.error(f"unknown workload {key!r}; choose from {', '.join(WORKLOADS)}")
         w = WORKLOADS[key]
-        chosen.append(Workload(w.name, w.kind, w.layers, w.batch, args.samples or w.samples))
+        chosen.append((key, Workload(w.name, w.kind, w.layers, w.batch, args.samples or w.samples)))
     if args.memory_of:
-        _memory_child(args.memory_of, chosen[0])
+        _memory_child(args.memory_of, chosen[0][1])
         return
     import sklearn
 
@@ -285,8 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     emit(f"{cpu}, {os.cpu_count()} CPUs, python {platform.python_version()}, {versions}")
     emit()
     if not args.no_training:
-        for w in chosen:
-            training_table(w, args.repeats, args.epochs, not args.no_memory)
+        for key, w in chosen:
+            training_table(key, w, args.repeats, args.epochs, not args.no_memory)
     if args.digits:
         digits_table(args.repeats)
     if args.compile:

@@ -15,7 +15,7 @@ import numpy as np
 
 try:
     from asv_runner.benchmarks.mark import SkipNotImplemented
-except ImportError:  # asv < 0.6: raising NotImplementedError in setup also skips
+except ImportError:  # peers.py imports this module where asv is not installed; asv skips any NotImplementedError
 
     class SkipNotImplemented(NotImplementedError):  # type: ignore[no-redef]
         """The benchmark cannot run here."""
@@ -110,7 +110,7 @@ def lstm_classifier(n_features: int = 32, hidden: int = 128, backend: Any = None
 
 
 class TrainStep:
-    """One training step (forward, cross-entropy, backward, Adam) on a fixed batch held on the backend."""
+    """A training step (forward, cross-entropy, backward, Adam) on a fixed batch on the backend; returns the loss."""
 
     def __init__(self, model: Any, X: np.ndarray, y: np.ndarray, backend: Any, lr: float = 1e-3) -> None:
         import minitrain as mt
@@ -120,7 +120,7 @@ class TrainStep:
         self.opt = optim.Adam(model.parameters(), lr=lr)
         self.x, self.y = mt.tensor(backend.asarray(X), backend=backend), backend.asarray(y)
 
-    def __call__(self) -> float:
+    def __call__(self) -> Any:
         from minitrain import functional as F
 
         loss = F.cross_entropy(self.model(self.x), self.y)

@@ -1,4 +1,4 @@
-"""Numba kernel of the GRU step's backward, and the ``RecurrentMixin`` that dispatches to it.
+"""``RecurrentMixin``: the Numba override of the GRU step's backward (its kernel is in ``_kernels.py``).
 
 The kernel is one fused loop over batch x hidden: it reads one unit's activations, keeps every
 intermediate in registers and writes each result once, instead of the NumPy reference's passes over
@@ -10,9 +10,6 @@ reference.
 The forward steps and the LSTM backward stay on the reference: they need exp/tanh per element, which
 NumPy computes with SIMD while Numba without Intel's SVML (not available here) calls libm per element;
 fused Numba versions measured 1.7-2.4x slower than the reference.
-
-Importing this module does not import numba: ``prange`` is ``range`` until the first kernel call, which
-imports numba, binds ``prange`` to ``numba.prange`` and wraps the kernel with ``_jit.kernel``.
 """
 
 from __future__ import annotations
@@ -20,50 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-prange = range  # numba.prange once _kernel() has imported numba (kernels are compiled after that)
-_KERNELS: dict[str, Any] = {}
-
-
-def _gru_bwd(grad_h: Any, acts: Any, gh: Any, h_prev: Any, d: Any, dgh: Any, ghp: Any) -> None:
-    """Gradients wrt gi (into d, may be acts), gh (into dgh, may be gh) and h_prev (into ghp)."""
-    one = acts.dtype.type(1.0)
-    n, hs = h_prev.shape
-    for b in prange(n):
-        for j in range(hs):
-            r = acts[b, j]
-            z = acts[b, hs + j]
-            nn = acts[b, 2 * hs + j]
-            g = grad_h[b, j]
-            ghn = gh[b, 2 * hs + j]
-            gz = g * z
-            t1 = g - gz
-            t2 = (h_prev[b, j] - nn) * g * z
-            dz = (one - z) * t2
-            dn = (one - nn * nn) * t1
-            dr = (one - r) * r * (dn * ghn)
-            ghp[b, j] = gz
-            d[b, j] = dr
-            d[b, hs + j] = dz
-            d[b, 2 * hs + j] = dn
-            dgh[b, j] = dr
-            dgh[b, hs + j] = dz
-            dgh[b, 2 * hs + j] = dn * r
-
-
-def _kernel(name: str) -> Any:
-    """The jitted kernel ``name`` (imports numba and wraps the kernels on first use)."""
-    kern = _KERNELS.get(name)
-    if kern is None:
-        import numba
-
-        from ._jit import kernel
-
-        globals()["prange"] = numba.prange
-        for fn in (_gru_bwd,):
-            _KERNELS[fn.__name__] = kernel(fn)
-        kern = _KERNELS[name]
-    return kern
 
 
 def _ok(*arrays: Any) -> np.dtype | None:
@@ -96,5 +49,7 @@ class RecurrentMixin:
         d = np.empty(acts.shape, dt) if out is None else out
         dgh = np.empty(acts.shape, dt) if out_gh is None else out_gh
         ghp = np.empty((n, hs), dt)
-        _kernel("_gru_bwd")(acts.size, grad_h, acts, gh, h_prev, d, dgh, ghp)
+        from . import _k  # the package's lazy import of the kernels (and of numba)
+
+        _k().gru_step_backward(acts.size, grad_h, acts, gh, h_prev, d, dgh, ghp)
         return d, dgh, ghp
