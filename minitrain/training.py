@@ -46,6 +46,9 @@ class Trainer:
         (a regularizer whose gradient the optimizer applies, e.g. through ``weight_decay``).
     estimator : object, optional
         The estimator being fitted, for callbacks that need it.
+    forward_backward : callable ``(x_batch, y_batch, sample_weight_batch, weight_sum) -> float``, optional
+        Replaces the autograd step (forward, ``criterion``, backward): it returns the batch loss and sets the
+        gradient of every parameter the optimizer updates. ``criterion`` still computes validation losses.
 
     Examples
     --------
@@ -74,6 +77,7 @@ class Trainer:
         score_fn: Callable[[ArrayDataset], float] | None = None,
         penalty: Callable[[float], float] | None = None,
         estimator: Any = None,
+        forward_backward: Callable[[Any, Any, Any, float], float] | None = None,
     ) -> None:
         self.module = module
         self.criterion = criterion
@@ -87,6 +91,7 @@ class Trainer:
         self.score_fn = score_fn
         self.penalty = penalty
         self.estimator = estimator
+        self.forward_backward = forward_backward
         self.stop_training = False
         self.epoch = 0
         self.n_batches = 0
@@ -198,11 +203,14 @@ class Trainer:
         self._call("on_epoch_end")
 
     def _train_step(self, xb: Any, yb: Any, wb: Any, wsum: float) -> float:
-        self.optimizer.zero_grad()
-        out = self.module(Tensor._make(xb, self.module.backend))
-        loss = self.criterion(out, yb, wb, wsum)
-        loss.backward()
-        value = float(loss.data)
+        if self.forward_backward is not None:
+            value = self.forward_backward(xb, yb, wb, wsum)
+        else:
+            self.optimizer.zero_grad()
+            out = self.module(Tensor._make(xb, self.module.backend))
+            loss = self.criterion(out, yb, wb, wsum)
+            loss.backward()
+            value = float(loss.data)
         if self.penalty is not None:
             value += self.penalty(wsum)
         self.optimizer.step()

@@ -263,6 +263,26 @@ def test_penalty_is_added_to_the_reported_loss():
     np.testing.assert_allclose(penalized.history[-1, "train_loss"], plain.history[-1, "train_loss"] + 0.25)
 
 
+def test_forward_backward_replaces_the_autograd_step():
+    model = _model()
+    trainer = _trainer(model)
+    before = _weights(trainer)
+    seen = []
+
+    def forward_backward(xb, yb, wb, wsum):
+        seen.append(xb.shape[0])
+        for p in model.parameters():
+            p.grad[...] = 1.0  # a constant gradient: SGD moves every parameter by -lr per step
+        return 2.0
+
+    trainer.forward_backward = forward_backward
+    trainer.fit(_data(), epochs=1)
+    assert seen == [8, 8, 8, 6]
+    assert trainer.history[-1, "train_loss"] == 2.0
+    for a, b in zip(_weights(trainer), before, strict=True):
+        np.testing.assert_allclose(a, b - 4 * 0.05, atol=1e-6)
+
+
 def test_lr_setter_sets_every_parameter_group():
     model = _model()
     groups = [{"params": model[0].parameters(), "lr": 0.1}, {"params": model[2].parameters(), "lr": 0.2}]

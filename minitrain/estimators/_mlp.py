@@ -20,6 +20,7 @@ from ..data import ArrayDataset, train_valid_split
 from ..training import Trainer
 from ._base import PortableStateMixin, forward_numpy, resolve_backend, resolve_dtype
 from ._mlp_core import SklearnRules, build_network, linear_layers, make_optimizer, output_activation, output_loss
+from ._mlp_step import FusedMLPStep
 
 _STOCHASTIC = ("sgd", "adam")
 
@@ -234,6 +235,7 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
             module, criterion, self.optimizer_, batch_size=batch_size, shuffle=self.shuffle,
             callbacks=[self.history_, rules, *self._user_callbacks()], random_state=self._random_state,
             score_fn=score if validating else None, penalty=self._penalty_fn(), estimator=self,
+            forward_backward=FusedMLPStep.for_module(module, out_act),
         )  # fmt: skip
         trainer.epoch = len(self.history_)
         if not incremental:  # each fit starts the callbacks afresh; partial_fit continues them

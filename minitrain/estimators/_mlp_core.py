@@ -63,9 +63,13 @@ def output_loss(z: Tensor, y: Any, sw: Any, wsum: float, out_activation: str) ->
     choice for several regression outputs (the squared-error loss is averaged over outputs, its gradient
     is not).
     """
-    be = z.backend
+    loss, grad = output_loss_grad(z.backend, z.data, y, sw, wsum, out_activation)
+    return Tensor._make(loss, z.backend, (z,), lambda g: (grad * g,))
+
+
+def output_loss_grad(be: Any, zd: Any, y: Any, sw: Any, wsum: float, out_activation: str) -> tuple[Any, Any]:
+    """The value (a 0-d array) of :func:`output_loss` on logits ``zd`` and its gradient, a new array."""
     xp = be.xp
-    zd = z.data
     if out_activation == "softmax":
         loss, grad = be.softmax_cross_entropy(zd, y)
     elif out_activation == "logistic":
@@ -80,11 +84,12 @@ def output_loss(z: Tensor, y: Any, sw: Any, wsum: float, out_activation: str) ->
         ylogy = xp.where(positive, y * xp.log(xp.where(positive, y, 1)), 0)
         loss = (ylogy - y * zd - y + out).sum(axis=1)
         grad = out - y
+    scale = 1.0 / wsum
     if sw is not None:
         loss = loss * sw
-        grad = grad * sw[:, None]
-    scale = 1.0 / wsum
-    return Tensor._make(loss.sum() * scale, be, (z,), lambda g: (grad * (g * scale),))
+        grad *= sw[:, None]
+    grad *= scale
+    return loss.sum() * scale, grad
 
 
 def output_activation(z: Any, out_activation: str) -> Any:

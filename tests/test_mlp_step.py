@@ -1,0 +1,112 @@
+"""The MLP estimators' fused training step: the same loss and gradients as the autograd graph, without one."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from minitrain import MLPClassifier, MLPRegressor, nn
+from minitrain.estimators import _mlp_step
+from minitrain.estimators._mlp_core import build_network, output_loss
+from minitrain.estimators._mlp_step import FusedMLPStep
+
+CASES = [  # hidden activation, output activation, hidden layers
+    ("relu", "softmax", (7, 5)),
+    ("tanh", "logistic", (6,)),
+    ("logistic", "identity", (4, 3)),
+    ("identity", "exp", (5,)),
+    ("relu", "identity", ()),
+]
+
+
+class _Est:
+    def __init__(self, activation, batch_norm=False, dropout=0.0):
+        self.activation, self.batch_norm, self.dropout = activation, batch_norm, dropout
+
+
+def _network(backend, activation, hidden, dtype, n_in=6, n_out=4, **kw):
+    rs = np.random.RandomState(0)
+    module = build_network(_Est(activation, **kw), [n_in, *hidden, n_out], backend, np.dtype(dtype), rs)
+    module.flat_parameters()  # as the optimizer does: gradients become views into one buffer
+    return module
+
+
+def _targets(rng, out_act, n, n_out):
+    if out_act == "softmax":
+        return np.eye(n_out)[rng.integers(0, n_out, n)]
+    if out_act == "logistic":
+        return (rng.random((n, n_out)) < 0.5).astype(float)
+    return np.abs(rng.standard_normal((n, n_out)))
+
+
+def _autograd(module, x, y, w, wsum, out_act):
+    for p in module.parameters():
+        p.grad[...] = 0
+    loss = output_loss(module(x), y, w, wsum, out_act)
+    loss.backward()
+    return float(loss.data), [p.backend.to_numpy(p.grad).copy() for p in module.parameters()]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(("act", "out_act", "hidden"), CASES)
+def test_loss_and_gradients_equal_the_autograd_graph(backend, rng, act, out_act, hidden, weighted, dtype):
+    module = _network(backend, act, hidden, dtype)
+    step = FusedMLPStep.for_module(module, out_act)
+    for n in (9, 4, 9):  # a batch length, a shorter last batch, the first length again (reused buffers)
+        x = backend.asarray(rng.standard_normal((n, 6)).astype(dtype))
+        y = backend.asarray(_targets(rng, out_act, n, 4).astype(dtype))
+        w = backend.asarray(rng.uniform(0.5, 2.0, n).astype(dtype)) if weighted else None
+        wsum = float(n if w is None else backend.to_numpy(w).sum())
+        ref_loss, ref_grads = _autograd(module, x, y, w, wsum, out_act)
+        for p in module.parameters():
+            p.grad[...] = np.nan  # the step sets every gradient: nothing may survive from before
+        loss = step(x, y, w, wsum)
+        rtol = 1e-5 if dtype == "float32" else 1e-12
+        np.testing.assert_allclose(loss, ref_loss, rtol=rtol)
+        for p, ref in zip(module.parameters(), ref_grads, strict=True):
+            np.testing.assert_allclose(backend.to_numpy(p.grad), ref, rtol=rtol, atol=rtol * 1e-2)
+
+
+def test_networks_with_other_layers_train_through_autograd(backend):
+    assert FusedMLPStep.for_module(_network(backend, "relu", (5,), "float32"), "softmax") is not None
+    assert FusedMLPStep.for_module(_network(backend, "relu", (5,), "float32", batch_norm=True), "softmax") is None
+    assert FusedMLPStep.for_module(_network(backend, "relu", (5,), "float32", dropout=0.2), "softmax") is None
+    no_bias = nn.Sequential(nn.Linear(3, 2, bias=False, backend=backend), backend=backend)
+    assert FusedMLPStep.for_module(no_bias, "softmax") is None
+
+
+@pytest.mark.parametrize(
+    ("cls", "params"),
+    [
+        (MLPClassifier, {"alpha": 1e-2, "l1": 1e-3}),
+        (MLPClassifier, {"solver": "sgd", "momentum": 0.9, "activation": "tanh", "early_stopping": True}),
+        (MLPRegressor, {"activation": "logistic", "batch_size": 37}),
+    ],
+)
+def test_estimators_fit_the_same_model_with_and_without_the_fused_step(backend, monkeypatch, cls, params):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0) if cls is MLPClassifier else X @ rng.standard_normal(5)
+    kw = {"hidden_layer_sizes": (8, 6), "max_iter": 6, "random_state": 0, "backend": backend.name, **params}
+    calls = []
+    real = FusedMLPStep.for_module
+
+    def counted(module, out_act):
+        step = real(module, out_act)
+        calls.append(step)
+        return step
+
+    monkeypatch.setattr(_mlp_step.FusedMLPStep, "for_module", staticmethod(counted))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fused = cls(**kw).fit(X, y)
+        monkeypatch.setattr(_mlp_step.FusedMLPStep, "for_module", staticmethod(lambda module, out_act: None))
+        graph = cls(**kw).fit(X, y)
+    assert calls and all(isinstance(s, FusedMLPStep) for s in calls)
+    np.testing.assert_allclose(fused.loss_curve_, graph.loss_curve_, rtol=1e-5)
+    for a, b in zip(fused.coefs_ + fused.intercepts_, graph.coefs_ + graph.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
