@@ -202,8 +202,12 @@ class NumbaBackend(RecurrentMixin, Backend):
             return super().act_backward(grad, y, z, name, alpha=alpha, out=out)
         order = _order(grad)
         gf, sf = _flat_in(grad, order), _flat_in(src, order)
+        k = _k()
+        if out is grad and (grad.flags.c_contiguous or grad.flags.f_contiguous):  # gf is a view of out
+            k.activation_kernel("act_backward_inplace", k.CODES[name])(gf.size, gf, sf, float(alpha))
+            return out
         result, of, temp = _flat_out(out, grad.shape, dt, order)
-        _k().activation_kernel("act_backward", _k().CODES[name])(gf.size, gf, sf, of, float(alpha))
+        k.activation_kernel("act_backward", k.CODES[name])(gf.size, gf, sf, of, float(alpha))
         return _finish(result, of, temp, order)
 
     # ------------------------------------------------------------------ losses

@@ -109,7 +109,8 @@ def _act_backward(c: Ctx) -> None:
     for shape, name, alpha in product(SHAPES, ACTIVATIONS, (0.01, 0.3)):
         z, g = c.randn(*shape, scale=2.0), c.randn(*shape)
         args = [g, c.ref.act(z, name, alpha=alpha), z if name in NEEDS_PREACTIVATION else None, name]
-        c.run("act_backward", f"{name} alpha={alpha} {shape}", args, {"alpha": alpha}, outs=(None, "alloc"))
+        label = f"{name} alpha={alpha} {shape}"
+        c.run("act_backward", label, args, {"alpha": alpha}, outs=(None, "alloc", 0), after=[0])
 
 
 def _softmax_cross_entropy(c: Ctx) -> None:
