@@ -28,7 +28,7 @@ class FusedMLPStep:
         self.backend = linears[0].backend
         # the Parameters (their arrays are read at each step: they may be rebound between steps)
         self._layers = [(lin.weight, lin.bias, lin.activation, lin.alpha) for lin in linears]
-        self._buffers: dict[int, tuple[list[Any], list[Any]]] = {}
+        self._buffers: tuple[list[Any], list[Any]] | None = None
 
     @classmethod
     def for_module(cls, module: Any, out_activation: str) -> FusedMLPStep | None:
@@ -39,14 +39,17 @@ class FusedMLPStep:
         return cls(layers, out_activation)
 
     def _buffers_for(self, n: int, dtype: Any) -> tuple[list[Any], list[Any]]:
-        """Outputs of every layer and input gradients of all but the first, for batches of ``n`` rows."""
-        bufs = self._buffers.get(n)
-        if bufs is None or bufs[0][0].dtype != dtype:
+        """Outputs of every layer and input gradients of all but the first, for a batch of ``n`` rows: the
+        first ``n`` rows of buffers sized for the longest batch so far (row slices stay contiguous)."""
+        bufs = self._buffers
+        if bufs is None or bufs[0][0].shape[0] < n or bufs[0][0].dtype != dtype:
             alloc = self.backend.alloc
             outs = [alloc((n, lin.out_features), dtype, fill=None) for lin in self.linears]
             deltas = [alloc((n, lin.in_features), dtype, fill=None) for lin in self.linears[1:]]
-            bufs = self._buffers[n] = (outs, deltas)
-        return bufs
+            bufs = self._buffers = (outs, deltas)
+        if bufs[0][0].shape[0] == n:
+            return bufs
+        return [a[:n] for a in bufs[0]], [a[:n] for a in bufs[1]]
 
     def __call__(self, xb: Any, yb: Any, wb: Any, wsum: float) -> float:
         be = self.backend
