@@ -25,6 +25,7 @@ import numpy as np
 
 from minitrain.backend.base import NEEDS_PREACTIVATION, Backend, canonical_activation
 
+from ._conv import ConvMixin
 from ._recurrent import RecurrentMixin
 
 _FLOATS = {np.dtype(t): np.dtype(t) for t in (np.float32, np.float64)}  # the dtypes kernels are compiled for
@@ -115,12 +116,13 @@ def _vector(v: Any, n: int, dtype: np.dtype, fill: float) -> np.ndarray | None:
     return np.ascontiguousarray(v, dtype=dtype)
 
 
-class NumbaBackend(RecurrentMixin, Backend):
+class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
     """JIT-compiled CPU kernels; the NumPy reference for everything it does not override.
 
-    Overrides the fused activation kernels, the losses, dropout, batchnorm, the optimizer steps and (from
-    ``RecurrentMixin``) the GRU step's backward with single-pass Numba loops. Arrays are NumPy arrays, so data
-    moves to and from this backend for free.
+    Overrides the fused activation kernels, the losses, dropout, batchnorm, the optimizer steps, (from
+    ``ConvMixin``) convolution im2col / col2im and max / average pooling, and (from ``RecurrentMixin``) the GRU
+    step's backward with single-pass Numba loops. Arrays are NumPy arrays, so data moves to and from this
+    backend for free.
 
     Examples
     --------
