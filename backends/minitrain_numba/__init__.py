@@ -17,6 +17,7 @@ each, no page faults measured), so a buffer pool would not pay for its hazards.
 
 from __future__ import annotations
 
+import importlib
 import math
 from types import ModuleType
 from typing import Any
@@ -32,24 +33,22 @@ _FLOATS = {np.dtype(t): np.dtype(t) for t in (np.float32, np.float64)}  # the dt
 _modules: dict[str, ModuleType] = {}
 
 
-def _k() -> ModuleType:
-    """The layer kernels (imports numba on first use)."""
-    mod = _modules.get("k")
+def _load(name: str) -> ModuleType:
+    """This package's kernel module ``name`` (imported, with numba, on first use)."""
+    mod = _modules.get(name)
     if mod is None:
-        from . import _kernels as mod
-
-        _modules["k"] = mod
+        mod = _modules[name] = importlib.import_module(f"{__name__}.{name}")
     return mod
+
+
+def _k() -> ModuleType:
+    """The layer kernels."""
+    return _load("_kernels")
 
 
 def _o() -> ModuleType:
-    """The optimizer kernels (imports numba on first use)."""
-    mod = _modules.get("o")
-    if mod is None:
-        from . import _optim as mod
-
-        _modules["o"] = mod
-    return mod
+    """The optimizer kernels."""
+    return _load("_optim")
 
 
 def _dtype(*arrays: Any) -> np.dtype | None:

@@ -41,17 +41,12 @@ from typing import Any
 
 import numpy as np
 
-_modules: dict[str, ModuleType] = {}
-
 
 def _ck() -> ModuleType:
-    """The convolution kernels (imports numba on first use)."""
-    mod = _modules.get("ck")
-    if mod is None:
-        from . import _conv_kernels as mod
+    """The convolution kernels (the package's lazy loader; imported here, as the package imports this module)."""
+    from . import _load
 
-        _modules["ck"] = mod
-    return mod
+    return _load("_conv_kernels")
 
 
 #: Whether calls may take the kernels' parallel variant above ``_jit.PARALLEL_MIN`` elements (see the module doc).
