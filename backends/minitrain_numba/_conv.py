@@ -16,7 +16,7 @@ Not overridden: ``maxpool2d_backward`` (a zeroed dx and one scatter per output m
 not reliably faster) and anything other than 4-D float32/float64 NumPy arrays of one dtype with a non-empty
 batch and channels, which goes to the reference (``super()``); non-contiguous inputs are copied first.
 
-Threading: the kernels run their serial variant (``PARALLEL = False``): in training they run between OpenBLAS
+Threading: the kernels run their serial variant: in training they run between OpenBLAS
 GEMMs that own the cores. A/B in one process (2 cores, small CNN, samples/s): serial 1619-1782, the default
 policy (parallel above 1M elements: conv2's im2col and col2im, the first pooling) 1489-1721, numpy 1293-1351.
 
@@ -47,15 +47,6 @@ def _ck() -> ModuleType:
     from . import _load
 
     return _load("_conv_kernels")
-
-
-#: Whether calls may take the kernels' parallel variant above ``_jit.PARALLEL_MIN`` elements (see the module doc).
-PARALLEL = False
-
-
-def _work(size: int) -> int:
-    """The work to report to a ``Kernel`` call: 0 (serial variant) unless ``PARALLEL``."""
-    return size if PARALLEL else 0
 
 
 def _ok4(*arrays: Any) -> np.dtype | None:
@@ -111,10 +102,10 @@ class ConvMixin:
         ck = _ck()
         cols = np.empty((c * kh * kw, n * p), dt)
         dims = (n, c, x.shape[2], x.shape[3], ho, wo)
-        ck.im2col(_work(cols.size), _flat(x), dims, kh, kw, sh, sw, ph, pw, cols.reshape(-1))
+        ck.im2col.serial(_flat(x), dims, kh, kw, sh, sw, ph, pw, cols.reshape(-1))
         z = np.matmul(weight.reshape(o, -1), cols)
         y = np.empty((n, o, ho, wo), dt)
-        ck.onp_to_nop(_work(y.size), z.reshape(o, n, p), bvec, y.reshape(n, o, p))
+        ck.onp_to_nop.serial(z.reshape(o, n, p), bvec, y.reshape(n, o, p))
         return y
 
     def conv2d_backward(
@@ -139,10 +130,10 @@ class ConvMixin:
         n, c, o, p = x.shape[0], x.shape[1], weight.shape[0], ho * wo
         ck = _ck()
         g = np.empty((o, n * p), dt)
-        ck.nop_to_onp(_work(g.size), np.ascontiguousarray(grad).reshape(n, o, p), g.reshape(o, n, p))
+        ck.nop_to_onp.serial(np.ascontiguousarray(grad).reshape(n, o, p), g.reshape(o, n, p))
         cols = np.empty((c * kh * kw, n * p), dt)
         dims = (n, c, x.shape[2], x.shape[3], ho, wo)
-        ck.im2col(_work(cols.size), _flat(x), dims, kh, kw, sh, sw, ph, pw, cols.reshape(-1))
+        ck.im2col.serial(_flat(x), dims, kh, kw, sh, sw, ph, pw, cols.reshape(-1))
         w2 = weight.reshape(o, -1)
         dweight = np.matmul(g, cols.T).reshape(weight.shape)
         dbias = g.sum(axis=1)
@@ -150,7 +141,7 @@ class ConvMixin:
             return None, dweight, dbias
         dcols = np.matmul(w2.T, g, out=cols)
         dx = np.empty(x.shape, dt)
-        ck.col2im(_work(dcols.size), dcols.reshape(-1), dims, kh, kw, sh, sw, ph, pw, dx.reshape(-1))
+        ck.col2im.serial(dcols.reshape(-1), dims, kh, kw, sh, sw, ph, pw, dx.reshape(-1))
         return dx, dweight, dbias
 
     def maxpool2d(
@@ -171,7 +162,7 @@ class ConvMixin:
         y = np.empty(shape, dt)
         argmax = np.empty(shape, np.int8 if kh * kw <= 128 else np.int32)
         dims = (*x.shape, ho, wo)
-        _ck().maxpool(_work(x.size), _flat(x), dims, kh, kw, sh, sw, ph, pw, y.reshape(-1), argmax.reshape(-1))
+        _ck().maxpool.serial(_flat(x), dims, kh, kw, sh, sw, ph, pw, y.reshape(-1), argmax.reshape(-1))
         return y, argmax
 
     def avgpool2d(
@@ -189,7 +180,7 @@ class ConvMixin:
             return super().avgpool2d(x, kernel_size=kernel_size, stride=stride, padding=padding)  # type: ignore[misc]
         kh, kw, sh, sw, ph, pw, ho, wo = grid
         y = np.empty((x.shape[0], x.shape[1], ho, wo), dt)
-        _ck().avgpool(_work(x.size), _flat(x), (*x.shape, ho, wo), kh, kw, sh, sw, ph, pw, y.reshape(-1))
+        _ck().avgpool.serial(_flat(x), (*x.shape, ho, wo), kh, kw, sh, sw, ph, pw, y.reshape(-1))
         return y
 
     def avgpool2d_backward(
@@ -211,5 +202,5 @@ class ConvMixin:
         kh, kw, sh, sw, ph, pw, _, _ = grid
         dx = np.empty(shape, dt)  # type: ignore[arg-type]
         dims = (*shape, grad.shape[2], grad.shape[3])  # type: ignore[misc]
-        _ck().avgpool_backward(_work(dx.size), _flat(grad), dims, kh, kw, sh, sw, ph, pw, dx.reshape(-1))
+        _ck().avgpool_backward.serial(_flat(grad), dims, kh, kw, sh, sw, ph, pw, dx.reshape(-1))
         return dx
