@@ -16,9 +16,9 @@ Not overridden: ``maxpool2d_backward`` (a zeroed dx and one scatter per output m
 not reliably faster) and anything other than 4-D float32/float64 NumPy arrays of one dtype with a non-empty
 batch and channels, which goes to the reference (``super()``); non-contiguous inputs are copied first.
 
-Threading: the kernels run their serial variant: in training they run between OpenBLAS
-GEMMs that own the cores. A/B in one process (2 cores, small CNN, samples/s): serial 1619-1782, the default
-policy of the time (parallel above 1M elements: conv2's im2col and col2im, the first pooling) 1489-1721, numpy 1293-1351.
+Threading: the kernels run their serial variant: in training they run between OpenBLAS GEMMs that own the
+cores. A/B in one process (2 cores, small CNN, samples/s): serial 1619-1782, the default policy of the time
+(parallel above 1M elements: conv2's im2col and col2im, the first pooling) 1489-1721, numpy 1293-1351.
 
 Measured on the 2-core machine (noisy: ranges over runs), float32, the small CNN's shapes, min-median of 7
 interleaved rounds, numpy reference -> numba, per call:
