@@ -126,6 +126,28 @@ def test_convergence_warning_at_max_iter(digits):
         MLPClassifier((5,), max_iter=2, random_state=0).fit(*digits)
 
 
+@pytest.mark.parametrize(
+    "classes, y",
+    [
+        ([1, 3, 7], [3, 1, 7, 1, 3]),
+        (["a", "b", "c"], ["b", "a", "c", "a", "b"]),
+        (np.array(["a", "b", "c", "d"], dtype=object), np.array(["d", "a", "a"], dtype=object)),
+        ([1.0, 2.0, 3.0], [3.0, 1.0]),
+        ([1, 3, 7], [3, 2, 7]),  # a label outside the classes: LabelBinarizer's all-zero row
+        ([0, 1], [1, 0, 0]),  # binary: one column
+    ],
+)
+def test_one_hot_targets_match_label_binarizer(classes, y):
+    from sklearn.preprocessing import LabelBinarizer
+
+    clf = MLPClassifier()
+    clf._label_binarizer = LabelBinarizer().fit(classes)
+    got = clf._one_hot(np.asarray(y))
+    expected = clf._label_binarizer.transform(np.asarray(y)).astype(bool)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_partial_fit_is_one_epoch_and_needs_classes_first(digits):
     X, y = digits
     clf = MLPClassifier((10,), random_state=0)

@@ -133,7 +133,18 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                     f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
         self._y_labels = y
-        return X, self._label_binarizer.transform(y).astype(bool)
+        return X, self._one_hot(y)
+
+    def _one_hot(self, y: Any) -> np.ndarray:
+        """``LabelBinarizer.transform(y)`` as booleans; multiclass labels (all in ``classes_``) without its
+        label-type checks and sparse detour (a tenth of the time: this runs at every ``partial_fit``)."""
+        lb = self._label_binarizer
+        classes = lb.classes_
+        if lb.y_type_ == "multiclass" and y.ndim == 1 and len(classes) > 2:
+            codes = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
+            if np.array_equal(classes[codes], y):
+                return codes[:, None] == np.arange(len(classes))
+        return lb.transform(y).astype(bool)
 
     def _class_weighted(self, y: Any, sample_weight: Any) -> Any:
         if self.class_weight is None:
