@@ -28,8 +28,8 @@ from minitrain.backend.base import NEEDS_PREACTIVATION, Backend, canonical_activ
 
 from ._conv import ConvMixin
 from ._recurrent import RecurrentMixin
+from ._util import _FLOATS, _constant, _dtype, _finish, _flat_in, _flat_out, _order, _vector
 
-_FLOATS = {np.dtype(t): np.dtype(t) for t in (np.float32, np.float64)}  # the dtypes kernels are compiled for
 _modules: dict[str, ModuleType] = {}
 
 
@@ -49,70 +49,6 @@ def _k() -> ModuleType:
 def _o() -> ModuleType:
     """The optimizer kernels."""
     return _load("_optim")
-
-
-def _dtype(*arrays: Any) -> np.dtype | None:
-    """The common float32/float64 dtype of NumPy arrays (None entries skipped), else None."""
-    dt = None
-    for a in arrays:
-        if a is None:
-            continue
-        if type(a) is not np.ndarray:
-            return None
-        if dt is None:
-            dt = a.dtype
-        elif a.dtype != dt:
-            return None
-    return _FLOATS.get(dt)
-
-
-def _order(a: np.ndarray) -> str:
-    """'F' for an array contiguous only in Fortran order, else 'C' (the order its flat view walks)."""
-    return "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
-
-
-def _flat_in(a: np.ndarray, order: str) -> np.ndarray:
-    """A flat view of ``a`` in ``order`` (a copy if it is not contiguous that way)."""
-    return a.ravel(order)
-
-
-def _flat_out(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype, order: str) -> tuple[Any, Any, bool]:
-    """``(result, flat, temporary)``: ``out`` (or a new array) and a writable flat view, or a temporary one."""
-    if out is None:
-        out = np.empty(shape, dtype, order=order)
-    if (out.flags.c_contiguous and order == "C") or (out.flags.f_contiguous and order == "F"):
-        return out, out.ravel(order), False
-    return out, np.empty(out.size, dtype), True
-
-
-def _finish(result: np.ndarray, flat: np.ndarray, temporary: bool, order: str) -> np.ndarray:
-    """Copy ``flat`` into ``result`` when it was a temporary; return ``result``."""
-    if temporary:
-        result[...] = flat.reshape(result.shape, order=order)
-    return result
-
-
-_CONSTANTS: dict[tuple[int, str, float], np.ndarray] = {}
-
-
-def _constant(n: int, dtype: np.dtype, fill: float) -> np.ndarray:
-    """A cached (n,) vector filled with ``fill``, for kernels to read (never handed out)."""
-    key = (n, dtype.char, fill)
-    vec = _CONSTANTS.get(key)
-    if vec is None:
-        if len(_CONSTANTS) > 256:
-            _CONSTANTS.clear()
-        vec = _CONSTANTS[key] = np.full(n, fill, dtype)
-    return vec
-
-
-def _vector(v: Any, n: int, dtype: np.dtype, fill: float) -> np.ndarray | None:
-    """A contiguous (n,) vector of ``dtype`` from ``v`` (``fill`` where v is None); None if v has another shape."""
-    if v is None:
-        return _constant(n, dtype, fill)
-    if type(v) is not np.ndarray or v.shape != (n,):
-        return None
-    return np.ascontiguousarray(v, dtype=dtype)
 
 
 class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
@@ -210,6 +146,42 @@ class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
         result, of, temp = _flat_out(out, grad.shape, dt, order)
         k.activation_kernel("act_backward", k.CODES[name])(gf.size, gf, sf, of, float(alpha))
         return _finish(result, of, temp, order)
+
+    def bias_act_backward(
+        self, grad: Any, y: Any, z: Any, activation: str = "identity", *, alpha: float = 0.01, out: Any = None,
+        bias_grad: Any = None,
+    ) -> tuple[Any, Any]:  # fmt: skip
+        """``act_backward`` and the bias gradient (column sums, float64 accumulators) in one pass over rows.
+
+        Measured on 2 cores, float32 (128, 256) relu, in place: 4.6-6.2 us against 14-20 us for the reference's
+        multiply and sum. With ``out`` being ``grad`` it runs a kernel that writes ``grad`` only: LLVM does
+        not vectorize a loop whose output may overlap its input (28 us).
+        """
+        name = canonical_activation(activation)
+        src = grad if name == "identity" else z if name in NEEDS_PREACTIVATION else y
+        dt = _dtype(grad, src, out, bias_grad)
+        c = grad.shape[-1] if getattr(grad, "ndim", 0) == 2 else -1
+        if (
+            dt is None
+            or c < 0
+            or src is None
+            or src.shape != grad.shape
+            or not (grad.flags.c_contiguous and src.flags.c_contiguous)
+            or (out is not None and (out.shape != grad.shape or not out.flags.c_contiguous))
+            or (out is not None and out is not grad and np.may_share_memory(out, grad))
+            or (bias_grad is not None and (bias_grad.shape != (c,) or not bias_grad.flags.c_contiguous))
+        ):
+            return super().bias_act_backward(grad, y, z, name, alpha=alpha, out=out, bias_grad=bias_grad)
+        db = np.empty(c, dt) if bias_grad is None else bias_grad
+        k = _k()
+        if out is grad:
+            k.activation_kernel("bias_act_backward_inplace", k.CODES[name])(
+                grad.size, grad, src, grad, db, float(alpha)
+            )
+            return grad, db
+        out = np.empty_like(grad) if out is None else out
+        k.activation_kernel("bias_act_backward", k.CODES[name])(grad.size, grad, src, out, db, float(alpha))
+        return out, db
 
     # ------------------------------------------------------------------ losses
     def softmax_cross_entropy(

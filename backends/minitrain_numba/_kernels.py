@@ -128,17 +128,39 @@ def _make_act_backward_inplace(code: int) -> Kernel:
     return Kernel(act_backward_inplace)
 
 
+def _make_bias_act_backward(code: int, inplace: bool) -> Kernel:
+    def bias_act_backward(g: np.ndarray, s: np.ndarray, out: np.ndarray, db: np.ndarray, alpha: float) -> None:
+        """out = g * act'(s) (into g itself if ``inplace``) and db = its column sums, 2-D arrays, one pass."""
+        n, c = g.shape
+        k = _consts(g, alpha)
+        acc = np.zeros(c)
+        for i in range(n):
+            for j in range(c):
+                v = g[i, j] if code == IDENTITY else g[i, j] * _act_grad(s[i, j], code, k)
+                if inplace:
+                    g[i, j] = v
+                else:
+                    out[i, j] = v
+                acc[j] += v
+        for j in range(c):
+            db[j] = acc[j]
+
+    return Kernel(bias_act_backward)
+
+
 _FACTORIES = {
     "bias_act": _make_bias_act,
     "act": _make_act,
     "act_backward": _make_act_backward,
     "act_backward_inplace": _make_act_backward_inplace,
+    "bias_act_backward": lambda code: _make_bias_act_backward(code, False),
+    "bias_act_backward_inplace": lambda code: _make_bias_act_backward(code, True),
 }
 _MADE: dict[tuple[str, int], Kernel] = {}
 
 
 def activation_kernel(kind: str, code: int) -> Kernel:
-    """The ``kind`` kernel ('bias_act', 'act' or 'act_backward') of activation ``code``, made once."""
+    """The ``kind`` kernel (a key of ``_FACTORIES``) of activation ``code``, made once."""
     k = _MADE.get((kind, code))
     if k is None:
         k = _MADE[kind, code] = _FACTORIES[kind](code)

@@ -34,6 +34,7 @@ KERNELS = (
     "act",
     "affine_act",
     "act_backward",
+    "bias_act_backward",
     "softmax_cross_entropy",
     "sigmoid_cross_entropy",
     "mse",
@@ -254,6 +255,15 @@ class Backend:
         if out is not g:
             out[...] = g
         return out
+
+    def bias_act_backward(
+        self, grad: Any, y: Any, z: Any, activation: str = "identity", *, alpha: float = 0.01, out: Any = None,
+        bias_grad: Any = None,
+    ) -> tuple[Any, Any]:  # fmt: skip
+        """``act_backward`` of 2-D ``grad`` and the column sums of the result (``affine_act``'s bias gradient),
+        into ``out`` (which may be ``grad``) and ``bias_grad`` if given: returns ``(g, bias_grad)``."""
+        g = self.act_backward(grad, y, z, activation, alpha=alpha, out=out)
+        return g, (g.sum(axis=0) if bias_grad is None else g.sum(axis=0, out=bias_grad))
 
     def softmax_cross_entropy(
         self, logits: Any, target: Any, *, weight: Any = None, label_smoothing: float = 0.0

@@ -101,7 +101,18 @@ def linear(
 
     def bw(g: Any) -> tuple[Any, ...]:
         g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
-        gz = g2 if name == "identity" else be.act_backward(g2, y, z, name, alpha=alpha)  # gz is only read
+        bgrad, gb = None, None
+        if bias is not None and bias.requires_grad:
+            bgrad = bias.grad if getattr(bias, "_grad_zero", False) else None
+            bgrad = bgrad if bgrad is not None and bgrad.dtype == g2.dtype else None
+        if name == "identity":  # gz is only read
+            gz = g2
+            if bias is not None and bias.requires_grad:
+                gb = gz.sum(axis=0) if bgrad is None else gz.sum(axis=0, out=bgrad)
+        elif bias is not None and bias.requires_grad:  # one pass for both
+            gz, gb = be.bias_act_backward(g2, y, z, name, alpha=alpha, bias_grad=bgrad)
+        else:
+            gz = be.act_backward(g2, y, z, name, alpha=alpha)
         gx = be.gemm(gz, wd).reshape(xd.shape) if x.requires_grad else None
         gw = None
         if weight.requires_grad:
@@ -113,12 +124,10 @@ def linear(
                 gw = be.gemm(gz, x2, trans_a=True)
         if bias is None or not bias.requires_grad:
             return gx, gw, None
-        bgrad = bias.grad if getattr(bias, "_grad_zero", False) else None
-        if bgrad is not None and bgrad.dtype == gz.dtype:
-            gz.sum(axis=0, out=bgrad)
+        if bgrad is not None:  # written straight into the zeroed (flat) gradient
             bias._grad_zero = False
             return gx, gw, None
-        return gx, gw, gz.sum(axis=0)
+        return gx, gw, gb
 
     out = y if xd.ndim == 2 else y.reshape((*xd.shape[:-1], wd.shape[0]))
     return _make(out, be, (x, weight) if bias is None else (x, weight, bias), bw)

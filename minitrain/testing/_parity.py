@@ -113,6 +113,20 @@ def _act_backward(c: Ctx) -> None:
         c.run("act_backward", label, args, {"alpha": alpha}, outs=(None, "alloc", 0), after=[0])
 
 
+def _bias_act_backward(c: Ctx) -> None:
+    for shape, name, alpha in product(SHAPES, ACTIVATIONS, (0.01, 0.3)):
+        z, g = c.randn(*shape, scale=2.0), c.randn(*shape)
+        args = [g, c.ref.act(z, name, alpha=alpha), z if name in NEEDS_PREACTIVATION else None, name]
+        label = f"{name} alpha={alpha} {shape}"
+        names = ("g", "bias_grad")
+        c.run("bias_act_backward", label, args, {"alpha": alpha}, outs=(None, "alloc", 0), after=[0], names=names)
+        with c.check(f"bias_act_backward {label} bias_grad=buffer"):
+            buf = c.be.alloc((shape[1],), c.dt, fill=None)
+            got = c.be.bias_act_backward(*[put(c.be, a) for a in args], alpha=alpha, bias_grad=buf)
+            assert got[1] is buf, "with bias_grad= given, the kernel must write into it and return it"
+            c.close("bias_grad", buf, c.ref.bias_act_backward(*args, alpha=alpha)[1])
+
+
 def _softmax_cross_entropy(c: Ctx) -> None:
     for (n, k), probs, weighted, smooth in product((*SHAPES, (4, 2)), (False, True), (False, True), (0.0, 0.1)):
         target = c.rng.dirichlet(np.ones(k), size=n).astype(c.dt) if probs else c.rng.integers(0, k, size=n)
