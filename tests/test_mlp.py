@@ -278,6 +278,32 @@ def test_early_stopping_callback_restarts_with_each_fit(digits):
 
 
 # ------------------------------------------------------------------ errors that lose nothing
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_gets_scikit_learns_error(digits, bad, sparse):
+    X, y = digits
+    Xbad = X.copy()
+    Xbad[5, 7] = bad
+    Xbad = sp.csr_matrix(Xbad) if sparse else Xbad
+    for ours, theirs in ((MLPClassifier, sknn.MLPClassifier), (MLPRegressor, sknn.MLPRegressor)):
+        with pytest.raises(ValueError) as want:
+            theirs(max_iter=1).fit(Xbad, y)
+        with pytest.raises(ValueError) as got:
+            ours(max_iter=1).fit(Xbad, y)
+        assert str(got.value) == str(want.value)
+        fitted = _quiet_fit(ours(hidden_layer_sizes=(5,), max_iter=1, random_state=0), X, y)
+        with pytest.raises(ValueError) as got:
+            fitted.predict(Xbad)
+        assert "Input X contains" in str(got.value)
+
+
+def test_finite_input_whose_sum_overflows_is_accepted():
+    X = np.full((4, 3), 3e38, np.float32)  # every row sums past float32's largest value
+    X[::2] *= -1
+    clf = _quiet_fit(MLPRegressor(hidden_layer_sizes=(2,), max_iter=1, random_state=0), X / 1e36, np.arange(4.0))
+    clf.predict(X)  # finite entries: no error, whatever the sum of a row
+
+
 def test_bad_inputs_raise_clear_errors_and_keep_the_fitted_model(digits):
     X, y = digits
     clf = _quiet_fit(MLPClassifier((5,), max_iter=2, random_state=0), X, y)

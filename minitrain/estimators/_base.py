@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils import assert_all_finite
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from ..autograd import Tensor, no_grad
@@ -39,11 +40,35 @@ def validate_xy(est: Any, X: Any, y: Any, reset: bool, **kwargs: Any) -> tuple[A
     has one column; ``kwargs`` go to ``validate_data`` (e.g. ``y_numeric=True``)."""
     X, y = validate_data(
         est, X, y, accept_sparse=["csr", "csc"], multi_output=True, dtype=(np.float64, np.float32), reset=reset,
-        **kwargs,
+        ensure_all_finite=False, **kwargs,
     )  # fmt: skip
+    check_finite(est, X)
     if y.ndim == 2 and y.shape[1] == 1:
         y = column_or_1d(y, warn=True)
     return X, y
+
+
+def validate_x(est: Any, X: Any) -> Any:
+    """scikit-learn's ``validate_data`` of prediction input: float32/float64 (sparse allowed), features as fitted."""
+    X = validate_data(
+        est, X, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32), ensure_all_finite=False
+    )
+    check_finite(est, X)
+    return X
+
+
+def check_finite(est: Any, X: Any) -> None:
+    """scikit-learn's check that float ``X`` holds no NaN or infinity, with its error messages.
+
+    The fast pass is one BLAS matrix-vector product, ``X @ 1``, whose sum is finite when every entry is (and
+    for finite entries, unless it overflows: then the entries are checked one by one). Measured on 2 cores on
+    60000 x 784 float32: 7 ms against 13-15 ms for scikit-learn's single-threaded ``X.sum()``, at every
+    ``partial_fit`` epoch.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum of finite entries is no error
+        if not sp.issparse(X) and X.ndim == 2 and X.size and np.isfinite((X @ np.ones(X.shape[1], X.dtype)).sum()):
+            return
+        assert_all_finite(X, input_name="X", estimator_name=type(est).__name__)
 
 
 def forward_numpy(module: Any, X: Any, dtype: np.dtype, batch: int = PREDICT_BATCH) -> np.ndarray:

@@ -12,13 +12,13 @@ from sklearn.base import BaseEstimator, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ..backend import Backend
 from ..callbacks import History
 from ..data import ArrayDataset, train_valid_split
 from ..training import Trainer
-from ._base import PortableStateMixin, forward_numpy, resolve_backend, resolve_dtype
+from ._base import PortableStateMixin, forward_numpy, resolve_backend, resolve_dtype, validate_x
 from ._mlp_core import SklearnRules, build_network, linear_layers, make_optimizer, output_activation, output_loss
 from ._mlp_step import FusedMLPStep
 
@@ -322,7 +322,7 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
     def _forward(self, X: Any, check_input: bool = True) -> np.ndarray:
         """Output-layer activations for ``X`` as a NumPy array of shape (n_samples, n_outputs)."""
         if check_input:
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32))
+            X = validate_x(self, X)
         z = forward_numpy(self.module_, X, self._dtype)
         return output_activation(z.reshape(X.shape[0], self.n_outputs_), self.out_activation_)
 

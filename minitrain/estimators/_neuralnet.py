@@ -21,7 +21,15 @@ from ..callbacks import History
 from ..data import ArrayDataset, train_valid_split
 from ..training import Trainer
 from . import _neuralnet_core as core
-from ._base import PortableStateMixin, forward_numpy, resolve_backend, resolve_dtype, validate_xy
+from ._base import (
+    PortableStateMixin,
+    check_finite,
+    forward_numpy,
+    resolve_backend,
+    resolve_dtype,
+    validate_x,
+    validate_xy,
+)
 
 
 class BaseNeuralNet(PortableStateMixin, BaseEstimator):
@@ -256,7 +264,7 @@ class BaseNeuralNet(PortableStateMixin, BaseEstimator):
     def _logits(self, X: Any) -> np.ndarray:
         """The network's outputs for ``X`` as float64, shape (n_samples, n_outputs)."""
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32))
+        X = validate_x(self, X)
         return forward_numpy(self.module_, X, self._dtype).astype(np.float64).reshape(X.shape[0], -1)
 
     # ------------------------------------------------------------------ pickling
@@ -301,7 +309,11 @@ class NeuralNetClassifier(ClassifierMixin, BaseNeuralNet):
     _default_criterion = losses.CrossEntropyLoss
 
     def _validate_xy(self, X: Any, y: Any, reset: bool) -> tuple[Any, Any]:
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=reset,
+            ensure_all_finite=False,
+        )  # fmt: skip
+        check_finite(self, X)
         check_classification_targets(y)
         return X, y
 
