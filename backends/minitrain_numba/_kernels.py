@@ -4,7 +4,8 @@ the GRU step's backward.
 Each kernel is one loop over C-contiguous arrays of one float dtype (float32 or float64), writing into
 arrays the caller allocated; ``NumbaBackend`` checks dtypes and layouts before calling. Arithmetic stays in
 the array's dtype as the NumPy reference's does (so results match it to float rounding; numba calls the
-float32 libm functions for float32), and sums accumulate in float64.
+float32 libm functions for float32), and sums accumulate in float64. Exponentials in the softmax and the
+sigmoid use ``_vmath.vexp``, which LLVM vectorizes (within 1.2 ulp; libm's ``exp`` is a scalar call).
 Activation kernels are made per activation (its code is a compile-time constant), so each compiles only
 when used; tanh's forward stays with NumPy, whose SIMD tanh is 10x faster than a scalar libm loop.
 """
@@ -19,6 +20,7 @@ from numba import njit, prange
 from minitrain.backend.base import ACTIVATIONS
 
 from ._jit import Kernel, kernel
+from ._vmath import vexp
 
 IDENTITY, RELU, LEAKY_RELU, ELU, GELU, GELU_TANH, SIGMOID, TANH, SOFTPLUS = range(9)
 #: Activation name -> code, in ``minitrain.backend.ACTIVATIONS`` order.
@@ -53,7 +55,7 @@ def _act(x: float, code: int, k: tuple) -> float:
     if code == GELU_TANH:
         return half * x * (one + math.tanh(s2pi * (x + c * x * x * x)))
     if code == SIGMOID:
-        return one / (one + math.exp(-x))
+        return one / (one + vexp(-x))
     if code == TANH:
         return math.tanh(x)
     if code == SOFTPLUS:
@@ -174,11 +176,12 @@ def _softmax_row(x: np.ndarray, e: np.ndarray) -> tuple[float, float, float]:
     m = np.float64(x[0])
     for j in range(1, x.size):
         m = max(m, np.float64(x[j]))
+    mt = x.dtype.type(m)
+    for j in range(x.size):  # a loop of its own, without the sum, so that it vectorizes
+        e[j] = vexp(x[j] - mt)
     s = 0.0
     for j in range(x.size):
-        v = np.exp(x[j] - x.dtype.type(m))
-        e[j] = v
-        s += v
+        s += e[j]
     return m, s, math.log(s)
 
 

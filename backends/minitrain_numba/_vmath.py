@@ -1,0 +1,94 @@
+"""``vexp``: an exponential that LLVM vectorizes, for the Numba kernels (float32 and float64).
+
+Numba compiles ``np.exp`` / ``math.exp`` to a call of the C library's scalar ``exp`` per element: no SIMD
+without Intel's SVML, which this LLVM build cannot use. ``vexp`` is written with operations LLVM vectorizes
+(FMA, floor, integer shifts, a bit cast): Cody-Waite range reduction ``x = n ln2 + r`` with ``|r| <= ln2 / 2``,
+the Taylor polynomial of ``e**r`` (degree 7 in float32, 13 in float64: truncation below a tenth of an ulp),
+and ``2**n`` built from exponent bits in two factors, so results that are subnormal (down to ``x`` of about
+-103.9 in float32, -745.1 in float64) or overflow to infinity come out as they should. NaN stays NaN,
+``-inf`` gives 0 and ``inf`` gives ``inf``.
+
+Accuracy: within 1 ulp of the correctly rounded result on the tested ranges (the NumPy reference's SIMD
+``exp`` is not correctly rounded either). Speed, float32, a loop over 65536 values on this machine (2 cores,
+AVX2): 0.52 ns per element against 2.7 ns for Numba's libm call and 1.6 ns for ``np.exp``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+_LOG2E = 1.0 / math.log(2.0)
+# ln 2 split so that n * hi is exact for the n that occur (Cody-Waite); hi + lo rounds to ln 2
+_LN2_HI32, _LN2_LO32 = 0.693359375, -2.12194440e-4
+_LN2_HI64, _LN2_LO64 = 6.93145751953125e-1, 1.42860682030941723212e-6
+_TAYLOR32 = tuple(1.0 / math.factorial(k) for k in range(7, -1, -1))  # highest degree first, for Horner
+_TAYLOR64 = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))
+
+
+@intrinsic
+def _bits_to_f32(typingctx: Any, bits: Any) -> Any:
+    """Reinterpret an int32 as a float32 (an LLVM bit cast)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _bits_to_f64(typingctx: Any, bits: Any) -> Any:
+    """Reinterpret an int64 as a float64 (an LLVM bit cast)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@njit(inline="always", fastmath={"contract"})
+def _exp32(x: float) -> float:
+    f = np.float32
+    x = min(max(x, f(-104.0)), f(89.0))  # beyond: 0 or inf anyway; keeps the exponent bits in range (NaN stays)
+    n = np.floor(x * f(_LOG2E) + f(0.5))
+    r = (x - n * f(_LN2_HI32)) - n * f(_LN2_LO32)
+    p = f(_TAYLOR32[0])
+    for c in _TAYLOR32[1:]:
+        p = p * r + f(c)
+    k = np.int32(n)
+    k1 = k >> np.int32(1)  # 2**k as two normal factors: k down to -150 (subnormal results) and up to 128 (inf)
+    k2 = k - k1
+    return p * _bits_to_f32((k1 + np.int32(127)) << np.int32(23)) * _bits_to_f32((k2 + np.int32(127)) << np.int32(23))
+
+
+@njit(inline="always", fastmath={"contract"})
+def _exp64(x: float) -> float:
+    x = min(max(x, -746.0), 710.0)
+    n = np.floor(x * _LOG2E + 0.5)
+    r = (x - n * _LN2_HI64) - n * _LN2_LO64
+    p = _TAYLOR64[0]
+    for c in _TAYLOR64[1:]:
+        p = p * r + c
+    k = np.int64(n)
+    k1 = k >> np.int64(1)
+    k2 = k - k1
+    return p * _bits_to_f64((k1 + np.int64(1023)) << np.int64(52)) * _bits_to_f64((k2 + np.int64(1023)) << np.int64(52))
+
+
+def vexp(x):  # type: ignore[no-untyped-def]  # unannotated, as Numba compares it with the overload's lambdas
+    """``exp(x)`` for a float32 or float64 scalar, in its type (compiled in njit code; NumPy's exp in Python)."""
+    return np.exp(x)
+
+
+@overload(vexp, inline="always")
+def _vexp_overload(x):  # type: ignore[no-untyped-def]
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: _exp32(x)
+    if isinstance(x, types.Float):
+        return lambda x: _exp64(x)
+    return None
