@@ -99,6 +99,11 @@ def _calls(dtype):
         ("rmsprop_step", (p[0], p[1], p[2], None, None), {"lr": 0.1}),
         ("rmsprop_step", (p[0], p[1], p[2], None, None), {"lr": 0.1, "weight_decay": 0.1, "l1": 0.01}),
         ("gru_step_backward", (x, np.abs(rand((5, 12), dtype, 4)) % 1, rand((5, 12), dtype, 5), x[::-1].copy()), {}),
+        ("gru_step", (rand((5, 12), dtype, 4), rand((5, 12), dtype, 5), x), {}),
+        ("lstm_step", (rand((5, 16), dtype, 4), x), {"out_c": x.copy()}),
+        ("lstm_step_backward", (x, x[::-1].copy(), np.abs(rand((5, 16), dtype, 4)) % 1, x * 2, x * 3), {}),
+        ("lstm_step_backward", (x, None, np.abs(rand((5, 16), dtype, 4)) % 1, x * 2, x * 3), {}),
+        ("bias_act_backward", (y, y, None, "relu"), {"bias_grad": np.empty(3, dtype)}),
         ("adagrad_step", (p[0], p[1], p[2]), {"lr": 0.1, "step": 3, "l1": 0.01}),
         ("clip_grad_norm", (p[1], 0.5), {}),
     ]
@@ -327,3 +332,22 @@ def test_activation_kernels_are_made_once_per_code():
     relu = _kernels.activation_kernel("act", _kernels.CODES["relu"])
     assert _kernels.activation_kernel("act", _kernels.CODES["relu"]) is relu
     assert _kernels.activation_kernel("act", _kernels.CODES["elu"]) is not relu
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_recurrent_steps_in_place_match_the_reference(nb, dtype):
+    """The aliasing the reference allows: the cell state updated in place, gate gradients over the activations."""
+    ref, tol = NumpyBackend(), {"float32": 1e-5, "float64": 1e-12}[dtype]
+    gates, c_prev = rand((6, 20), dtype, 1) * 2, rand((6, 5), dtype, 2)
+    want_h, want_c, want_acts = ref.lstm_step(gates.copy(), c_prev.copy())
+    mine_c = c_prev.copy()
+    h, c, acts = nb.lstm_step(gates.copy(), mine_c, out_c=mine_c)
+    assert c is mine_c
+    for got, want in ((h, want_h), (c, want_c), (acts, want_acts)):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    grad_h, grad_c = rand((6, 5), dtype, 3), rand((6, 5), dtype, 4)
+    want_d, want_gc = ref.lstm_step_backward(grad_h, grad_c, want_acts.copy(), c_prev, want_c)
+    d, gc = nb.lstm_step_backward(grad_h, grad_c, acts, c_prev, c, out=acts)
+    assert d is acts
+    np.testing.assert_allclose(d, want_d, rtol=tol, atol=tol)
+    np.testing.assert_allclose(gc, want_gc, rtol=tol, atol=tol)

@@ -1,4 +1,4 @@
-"""``minitrain_numba._vmath.vexp``, the exponential LLVM vectorizes: accuracy in ulps and special values."""
+"""``minitrain_numba._vmath``: the exponential and tanh LLVM vectorizes, their accuracy in ulps, special values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 numba = pytest.importorskip("numba")
 pytest.importorskip("minitrain_numba")
-from minitrain_numba._vmath import vexp  # noqa: E402
+from minitrain_numba._vmath import vexp, vtanh  # noqa: E402
 
 
 @numba.njit(cache=False, error_model="numpy")
@@ -68,3 +68,37 @@ def test_vexp_reaches_the_subnormals_and_overflows_where_exp_does():
 
 def test_vexp_called_from_python_is_numpys_exp():
     assert vexp(np.float32(1.0)) == np.exp(np.float32(1.0))
+
+
+@numba.njit(cache=False, error_model="numpy")
+def _tanh_all(a, out):
+    for i in range(a.size):
+        out[i] = vtanh(a[i])
+
+
+def _vtanh(a: np.ndarray) -> np.ndarray:
+    out = np.empty_like(a)
+    _tanh_all(a, out)
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("lo, hi", [(-30.0, 30.0), (-1.0, 1.0), (-1e-3, 1e-3), (0.54, 0.56), (-0.56, -0.54)])
+def test_vtanh_is_within_an_ulp_and_a_half(dtype, lo, hi):
+    a = np.linspace(lo, hi, 200_001, dtype=dtype)  # (0.54, 0.56): both sides of the switch between the two forms
+    got = _vtanh(a)
+    assert got.dtype == np.dtype(dtype)
+    exact = np.tanh(a.astype(np.longdouble)).astype(np.float64)
+    ulp = np.spacing(np.maximum(np.abs(exact.astype(dtype)), np.finfo(dtype).tiny)).astype(np.float64)
+    err = np.abs(got.astype(np.float64) - exact) / ulp
+    assert err.max() <= 1.6, f"worst {err.max():.2f} ulp at x={a[err.argmax()]!r}"
+    np.testing.assert_array_equal(np.sign(got), np.sign(a))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vtanh_special_values(dtype):
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, 1e4], dtype=dtype)
+    got = _vtanh(x)
+    assert np.isnan(got[0])
+    np.testing.assert_array_equal(got[1:], [1.0, -1.0, 0.0, -0.0, x[5], 1.0])
+    assert np.signbit(got[4]) and not np.signbit(got[3])

@@ -54,9 +54,9 @@ def _o() -> ModuleType:
 class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
     """JIT-compiled CPU kernels; the NumPy reference for everything it does not override.
 
-    Overrides the fused activation kernels, the losses, dropout, batchnorm, the optimizer steps, (from
-    ``ConvMixin``) convolution im2col / col2im and max / average pooling, and (from ``RecurrentMixin``) the GRU
-    step's backward with single-pass Numba loops. Arrays are NumPy arrays, so data moves to and from this
+    Overrides the fused activation kernels and their backward (with the bias gradient), the losses, dropout,
+    batchnorm, the optimizer steps, (from ``ConvMixin``) convolution im2col / col2im and max / average pooling,
+    and (from ``RecurrentMixin``) the LSTM and GRU steps and their backward with single-pass Numba loops. Arrays are NumPy arrays, so data moves to and from this
     backend for free.
 
     Examples

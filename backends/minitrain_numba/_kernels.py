@@ -1,5 +1,5 @@
-"""Numba kernels of the layer ops: fused bias + activation and its backward, losses, dropout, batchnorm,
-the GRU step's backward.
+"""Numba kernels of the layer ops: fused bias + activation and its backward, losses, dropout, batchnorm
+(the LSTM and GRU steps' are in ``_recurrent_kernels``).
 
 Each kernel is one loop over C-contiguous arrays of one float dtype (float32 or float64), writing into
 arrays the caller allocated; ``NumbaBackend`` checks dtypes and layouts before calling. Arithmetic stays in
@@ -419,38 +419,3 @@ def bn_dx(
                 else:
                     for j in range(s):
                         dx[i, ch, j] = g[i, ch, j] * kc
-
-
-@kernel
-def gru_step_backward(
-    grad_h: np.ndarray,
-    acts: np.ndarray,
-    gh: np.ndarray,
-    h_prev: np.ndarray,
-    d: np.ndarray,
-    dgh: np.ndarray,
-    ghp: np.ndarray,
-) -> None:
-    """Gradients wrt gi (into d, may be acts), gh (into dgh, may be gh) and h_prev (into ghp)."""
-    one = acts.dtype.type(1.0)
-    n, hs = h_prev.shape
-    for b in prange(n):
-        for j in range(hs):
-            r = acts[b, j]
-            z = acts[b, hs + j]
-            nn = acts[b, 2 * hs + j]
-            g = grad_h[b, j]
-            ghn = gh[b, 2 * hs + j]
-            gz = g * z
-            t1 = g - gz
-            t2 = (h_prev[b, j] - nn) * g * z
-            dz = (one - z) * t2
-            dn = (one - nn * nn) * t1
-            dr = (one - r) * r * (dn * ghn)
-            ghp[b, j] = gz
-            d[b, j] = dr
-            d[b, hs + j] = dz
-            d[b, 2 * hs + j] = dn
-            dgh[b, j] = dr
-            dgh[b, hs + j] = dz
-            dgh[b, 2 * hs + j] = dn * r

@@ -1,4 +1,4 @@
-"""``vexp``: an exponential that LLVM vectorizes, for the Numba kernels (float32 and float64).
+"""``vexp`` and ``vtanh``: an exponential and a tanh that LLVM vectorizes, for the Numba kernels (float32, float64).
 
 Numba compiles ``np.exp`` / ``math.exp`` to a call of the C library's scalar ``exp`` per element: no SIMD
 without Intel's SVML, which this LLVM build cannot use. ``vexp`` is written with operations LLVM vectorizes
@@ -8,7 +8,12 @@ and ``2**n`` built from exponent bits in two factors, so results that are subnor
 -103.9 in float32, -745.1 in float64) or overflow to infinity come out as they should. NaN stays NaN,
 ``-inf`` gives 0 and ``inf`` gives ``inf``.
 
-Accuracy: within 1 ulp of the correctly rounded result on the tested ranges (the NumPy reference's SIMD
+``vtanh``: for ``|x| < 0.55`` the odd Taylor polynomial of tanh (10 terms in float32, 22 in float64), else
+``1 - 2 / (exp(2|x|) + 1)`` with the sign of ``x`` (no cancellation there: the quotient is at most 0.5); both
+are computed and one is selected arithmetically (the polynomial at ``min(|x|, 0.55)``, so it stays finite),
+and the sign copied from ``x``; LLVM vectorizes it.
+
+Accuracy of ``vexp``: within 1 ulp of the correctly rounded result on the tested ranges (the NumPy reference's SIMD
 ``exp`` is not correctly rounded either). Speed, float32, a loop over 65536 values on this machine (2 cores,
 AVX2): 0.52 ns per element against 2.7 ns for Numba's libm call and 1.6 ns for ``np.exp``.
 """
@@ -29,6 +34,32 @@ _LN2_HI32, _LN2_LO32 = 0.693359375, -2.12194440e-4
 _LN2_HI64, _LN2_LO64 = 6.93145751953125e-1, 1.42860682030941723212e-6
 _TAYLOR32 = tuple(1.0 / math.factorial(k) for k in range(7, -1, -1))  # highest degree first, for Horner
 _TAYLOR64 = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))
+
+
+def _tanh_series(terms: int) -> tuple[float, ...]:
+    """Coefficients of x, x**3, ... of tanh's Taylor series, highest first (from t' = 1 - t**2)."""
+    a: list[float] = [1.0]
+    for k in range(1, terms):
+        a.append(-sum(a[i] * a[k - 1 - i] for i in range(k)) / (2 * k + 1))
+    return tuple(reversed(a))
+
+
+_TANH_SMALL = 0.55
+_TANH32, _TANH64 = _tanh_series(10), _tanh_series(22)
+
+
+def _horner(coeffs: tuple[float, ...], single: bool) -> Any:
+    """An inlined njit ``p(t)``: the polynomial with ``coeffs`` (highest degree first) by Horner's rule, written
+    out term by term (a loop over a long constant tuple is not unrolled, and then not vectorized)."""
+    cast = "np.float32" if single else ""
+    lines = [f"    p = {cast}({coeffs[0]!r})"] + [f"    p = p * t + {cast}({c!r})" for c in coeffs[1:]]
+    namespace: dict[str, Any] = {"np": np}
+    exec("def p(t):\n" + "\n".join(lines) + "\n    return p\n", namespace)
+    return njit(inline="always", fastmath={"contract"})(namespace["p"])
+
+
+_exp_poly32, _exp_poly64 = _horner(_TAYLOR32, True), _horner(_TAYLOR64, False)
+_tanh_poly32, _tanh_poly64 = _horner(_TANH32, True), _horner(_TANH64, False)
 
 
 @intrinsic
@@ -57,9 +88,7 @@ def _exp32(x: float) -> float:
     x = min(max(x, f(-104.0)), f(89.0))  # beyond: 0 or inf anyway; keeps the exponent bits in range (NaN stays)
     n = np.floor(x * f(_LOG2E) + f(0.5))
     r = (x - n * f(_LN2_HI32)) - n * f(_LN2_LO32)
-    p = f(_TAYLOR32[0])
-    for c in _TAYLOR32[1:]:
-        p = p * r + f(c)
+    p = _exp_poly32(r)
     k = np.int32(n)
     k1 = k >> np.int32(1)  # 2**k as two normal factors: k down to -150 (subnormal results) and up to 128 (inf)
     k2 = k - k1
@@ -71,9 +100,7 @@ def _exp64(x: float) -> float:
     x = min(max(x, -746.0), 710.0)
     n = np.floor(x * _LOG2E + 0.5)
     r = (x - n * _LN2_HI64) - n * _LN2_LO64
-    p = _TAYLOR64[0]
-    for c in _TAYLOR64[1:]:
-        p = p * r + c
+    p = _exp_poly64(r)
     k = np.int64(n)
     k1 = k >> np.int64(1)
     k2 = k - k1
@@ -91,4 +118,39 @@ def _vexp_overload(x):  # type: ignore[no-untyped-def]
         return lambda x: _exp32(x)
     if isinstance(x, types.Float):
         return lambda x: _exp64(x)
+    return None
+
+
+@njit(inline="always", fastmath={"contract"})
+def _tanh32(x: float) -> float:
+    f = np.float32
+    ax = abs(x)
+    small = min(ax, f(_TANH_SMALL))  # the polynomial stays finite; NaN gives the other form's NaN below
+    p = _tanh_poly32(small * small) * small
+    q = f(1.0) - f(2.0) / (_exp32(ax + ax) + f(1.0))
+    w = f(ax < f(_TANH_SMALL))  # a select without branches (a branch keeps Numba's inliner from working)
+    return math.copysign(w * p + (f(1.0) - w) * q, x)
+
+
+@njit(inline="always", fastmath={"contract"})
+def _tanh64(x: float) -> float:
+    ax = abs(x)
+    small = min(ax, _TANH_SMALL)
+    p = _tanh_poly64(small * small) * small
+    q = 1.0 - 2.0 / (_exp64(ax + ax) + 1.0)
+    w = np.float64(ax < _TANH_SMALL)
+    return math.copysign(w * p + (1.0 - w) * q, x)
+
+
+def vtanh(x):  # type: ignore[no-untyped-def]  # unannotated, as Numba compares it with the overload's lambdas
+    """``tanh(x)`` for a float32 or float64 scalar, in its type (compiled in njit code; NumPy's tanh in Python)."""
+    return np.tanh(x)
+
+
+@overload(vtanh, inline="always")
+def _vtanh_overload(x):  # type: ignore[no-untyped-def]
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: _tanh32(x)
+    if isinstance(x, types.Float):
+        return lambda x: _tanh64(x)
     return None
