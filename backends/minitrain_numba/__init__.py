@@ -56,8 +56,8 @@ class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
 
     Overrides the fused activation kernels and their backward (with the bias gradient), the losses, dropout,
     batchnorm, the optimizer steps, (from ``ConvMixin``) convolution im2col / col2im and max / average pooling,
-    and (from ``RecurrentMixin``) the LSTM and GRU steps and their backward with single-pass Numba loops. Arrays are NumPy arrays, so data moves to and from this
-    backend for free.
+    and (from ``RecurrentMixin``) the LSTM and GRU steps and their backward with single-pass Numba loops.
+    Arrays are NumPy arrays, so data moves to and from this backend for free.
 
     Examples
     --------
