@@ -85,6 +85,8 @@ def _calls(dtype):
         ("act", (x, "gelu"), {"out": np.empty_like(x)}),
         ("affine_act", (x, w, b, "relu"), {}),
         ("affine_act", (x, w, None, "gelu"), {}),
+        ("act", (x, "tanh"), {}),
+        ("affine_act", (x, w, b, "gelu_tanh"), {}),
         ("act_backward", (y, y, None, "relu"), {}),
         ("softmax_cross_entropy", (x, np.array([0, 1, 2, 3, 0])), {"label_smoothing": 0.1}),
         ("softmax_cross_entropy", (x, np.full((5, 4), 0.25, dtype)), {}),

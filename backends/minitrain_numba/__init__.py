@@ -83,7 +83,7 @@ class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
         """Apply an activation elementwise, into ``out`` (which may be ``z``) if given."""
         name = canonical_activation(activation)
         dt = _dtype(z, out)
-        if dt is None or name in ("identity", "tanh") or (out is not None and out.shape != z.shape):
+        if dt is None or name == "identity" or (out is not None and out.shape != z.shape):
             return super().act(z, name, alpha=alpha, out=out)
         order = _order(z)
         zf = _flat_in(z, order)
@@ -101,7 +101,7 @@ class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
         """
         name = canonical_activation(activation)
         dt = _dtype(x, w, b, out)
-        if dt is None or name == "tanh" or x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
+        if dt is None or x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
             return super().affine_act(x, w, b, name, alpha=alpha, out=out)
         n, o = x.shape[0], w.shape[0]
         bias = _vector(b, o, dt, 0.0)
