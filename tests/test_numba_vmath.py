@@ -10,16 +10,23 @@ pytest.importorskip("minitrain_numba")
 from minitrain_numba._vmath import vexp, vtanh  # noqa: E402
 
 
-@numba.njit(cache=False, error_model="numpy")
-def _exp_all(a, out):
-    for i in range(a.size):
-        out[i] = vexp(a[i])
+def _elementwise(fn):
+    """A NumPy-style function of arrays that applies the njit-callable scalar ``fn`` in a compiled loop."""
+
+    @numba.njit(cache=False, error_model="numpy")
+    def loop(a, out):
+        for i in range(a.size):
+            out[i] = fn(a[i])
+
+    def apply(a: np.ndarray) -> np.ndarray:
+        out = np.empty_like(a)
+        loop(a, out)
+        return out
+
+    return apply
 
 
-def _vexp(a: np.ndarray) -> np.ndarray:
-    out = np.empty_like(a)
-    _exp_all(a, out)
-    return out
+_vexp, _vtanh = _elementwise(vexp), _elementwise(vtanh)
 
 
 @pytest.mark.parametrize(
@@ -68,18 +75,6 @@ def test_vexp_reaches_the_subnormals_and_overflows_where_exp_does():
 
 def test_vexp_called_from_python_is_numpys_exp():
     assert vexp(np.float32(1.0)) == np.exp(np.float32(1.0))
-
-
-@numba.njit(cache=False, error_model="numpy")
-def _tanh_all(a, out):
-    for i in range(a.size):
-        out[i] = vtanh(a[i])
-
-
-def _vtanh(a: np.ndarray) -> np.ndarray:
-    out = np.empty_like(a)
-    _tanh_all(a, out)
-    return out
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

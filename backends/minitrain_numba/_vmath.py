@@ -113,20 +113,6 @@ def _exp64(x: float) -> float:
     return p * _bits_to_f64((k1 + np.int64(1023)) << np.int64(52)) * _bits_to_f64((k2 + np.int64(1023)) << np.int64(52))
 
 
-def vexp(x):  # type: ignore[no-untyped-def]  # unannotated, as Numba compares it with the overload's lambdas
-    """``exp(x)`` for a float32 or float64 scalar, in its type (compiled in njit code; NumPy's exp in Python)."""
-    return np.exp(x)
-
-
-@overload(vexp, inline="always")
-def _vexp_overload(x):  # type: ignore[no-untyped-def]
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return lambda x: _exp32(x)
-    if isinstance(x, types.Float):
-        return lambda x: _exp64(x)
-    return None
-
-
 @njit(inline="always", fastmath={"contract"})
 def _tanh32(x: float) -> float:
     f = np.float32
@@ -148,15 +134,26 @@ def _tanh64(x: float) -> float:
     return math.copysign(w * p + (1.0 - w) * q, x)
 
 
-def vtanh(x):  # type: ignore[no-untyped-def]  # unannotated, as Numba compares it with the overload's lambdas
+def _by_width(single: Any, double: Any) -> Any:
+    """Numba overload body: ``single`` for a float32 argument, ``double`` for other floats."""
+
+    def typer(x):  # type: ignore[no-untyped-def]  # unannotated, as Numba compares it with the lambdas
+        if isinstance(x, types.Float):
+            return (lambda x: single(x)) if x.bitwidth == 32 else (lambda x: double(x))
+        return None
+
+    return typer
+
+
+def vexp(x):  # type: ignore[no-untyped-def]  # unannotated, as Numba compares it with the overload's lambdas
+    """``exp(x)`` for a float32 or float64 scalar, in its type (compiled in njit code; NumPy's exp in Python)."""
+    return np.exp(x)
+
+
+def vtanh(x):  # type: ignore[no-untyped-def]
     """``tanh(x)`` for a float32 or float64 scalar, in its type (compiled in njit code; NumPy's tanh in Python)."""
     return np.tanh(x)
 
 
-@overload(vtanh, inline="always")
-def _vtanh_overload(x):  # type: ignore[no-untyped-def]
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return lambda x: _tanh32(x)
-    if isinstance(x, types.Float):
-        return lambda x: _tanh64(x)
-    return None
+overload(vexp, inline="always")(_by_width(_exp32, _exp64))
+overload(vtanh, inline="always")(_by_width(_tanh32, _tanh64))
