@@ -53,7 +53,7 @@ class RecurrentMixin:
         n, hs = c_prev.shape if dt is not None else (0, 0)
         if dt is None or acts.shape != (n, 4 * hs) or any(a is not None and a.shape != (n, hs) for a in (out, out_c)):
             return super().lstm_step(gates, c_prev, out=out, out_c=out_c)  # type: ignore[misc]
-        if not _writable(acts, out, out_c) or (out is not None and np.may_share_memory(out, acts)):
+        if not _writable(acts, out, out_c) or any(a is not None and np.may_share_memory(a, acts) for a in (out, out_c)):
             return super().lstm_step(gates, c_prev, out=out, out_c=out_c)  # type: ignore[misc]
         h = np.empty((n, hs), dt) if out is None else out
         c = np.empty((n, hs), dt) if out_c is None else out_c
