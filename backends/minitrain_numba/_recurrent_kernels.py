@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import kernel
+from ._jit import Kernel, kernel
 from ._vmath import vexp, vtanh
 
 
@@ -43,7 +43,7 @@ def lstm_step(gates: np.ndarray, c_prev: np.ndarray, h: np.ndarray, c: np.ndarra
             hb[j] = o * vtanh(cc)
 
 
-def _make_lstm_step_backward(inplace: bool, with_grad_c: bool):  # type: ignore[no-untyped-def]
+def _make_lstm_step_backward(inplace: bool, with_grad_c: bool) -> Kernel:
     def lstm_step_backward(
         grad_h: np.ndarray, grad_c: np.ndarray, acts: np.ndarray, c_prev: np.ndarray, c: np.ndarray,
         d: np.ndarray, grad_c_prev: np.ndarray,
