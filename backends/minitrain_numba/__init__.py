@@ -17,7 +17,6 @@ each, no page faults measured), so a buffer pool would not pay for its hazards.
 
 from __future__ import annotations
 
-import importlib
 import math
 from types import ModuleType
 from typing import Any
@@ -28,17 +27,7 @@ from minitrain.backend.base import NEEDS_PREACTIVATION, Backend, canonical_activ
 
 from ._conv import ConvMixin
 from ._recurrent import RecurrentMixin
-from ._util import _FLOATS, _constant, _dtype, _finish, _flat_in, _flat_out, _order, _vector
-
-_modules: dict[str, ModuleType] = {}
-
-
-def _load(name: str) -> ModuleType:
-    """This package's kernel module ``name`` (imported, with numba, on first use)."""
-    mod = _modules.get(name)
-    if mod is None:
-        mod = _modules[name] = importlib.import_module(f"{__name__}.{name}")
-    return mod
+from ._util import _FLOATS, _constant, _dtype, _finish, _flat_in, _flat_out, _load, _order, _vector
 
 
 def _k() -> ModuleType:

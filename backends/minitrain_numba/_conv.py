@@ -41,18 +41,16 @@ from typing import Any
 
 import numpy as np
 
+from ._util import _dtype, _load, _vector
+
 
 def _ck() -> ModuleType:
-    """The convolution kernels (the package's lazy loader; imported here, as the package imports this module)."""
-    from . import _load
-
+    """The convolution kernels (imported, with numba, on first use)."""
     return _load("_conv_kernels")
 
 
 def _ok4(*arrays: Any) -> np.dtype | None:
     """The common float32/float64 dtype of 4-D NumPy arrays (None entries skipped), else None."""
-    from . import _dtype  # the package's rule; imported here, as the package imports this module
-
     if any(a is not None and (type(a) is not np.ndarray or a.ndim != 4) for a in arrays):
         return None
     return _dtype(*arrays)
@@ -88,8 +86,6 @@ class ConvMixin:
         padding: int | tuple[int, int] = (0, 0),
     ) -> Any:
         """2-D cross-correlation of ``x`` (n, c, h, w) with ``weight`` (o, c, kh, kw), plus ``bias`` (o,) or None."""
-        from . import _vector
-
         dt = _ok4(x, weight)
         same = bias is None or (type(bias) is np.ndarray and bias.dtype == dt)
         if dt is None or not same or x.shape[1] != weight.shape[1] or min(x.shape[:2]) == 0 or weight.shape[0] == 0:

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from ._util import _dtype, _load
+
 
 def _ok(*arrays: Any) -> np.dtype | None:
     """The common float32/float64 dtype of C-contiguous 2-D NumPy arrays (None entries skipped), else None."""
-    from . import _dtype  # the package's rule; imported here, as the package imports this module
-
     if any(a is not None and (type(a) is not np.ndarray or a.ndim != 2 or not a.flags.c_contiguous) for a in arrays):
         return None
     return _dtype(*arrays)
@@ -31,8 +31,7 @@ def _writable(*arrays: Any) -> bool:
 
 
 def _rk() -> Any:
-    from . import _load  # the package's lazy import of the kernels (and of numba)
-
+    """The recurrent kernels (imported, with numba, on first use)."""
     return _load("_recurrent_kernels")
 
 

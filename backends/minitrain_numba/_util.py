@@ -1,10 +1,23 @@
-"""Array helpers of the Numba backend's kernel wrappers: dtype checks, flat views, cached constant vectors."""
+"""Helpers of the Numba backend's kernel wrappers: the lazy kernel loader, dtype checks, flat views, constants."""
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+_modules: dict[str, ModuleType] = {}
+
+
+def _load(name: str) -> ModuleType:
+    """This package's kernel module ``name`` (imported, with numba, on first use)."""
+    mod = _modules.get(name)
+    if mod is None:
+        mod = _modules[name] = importlib.import_module(f"{__package__}.{name}")
+    return mod
+
 
 _FLOATS = {np.dtype(t): np.dtype(t) for t in (np.float32, np.float64)}  # the dtypes kernels are compiled for
 
