@@ -110,3 +110,32 @@ def test_estimators_fit_the_same_model_with_and_without_the_fused_step(backend, 
     np.testing.assert_allclose(fused.loss_curve_, graph.loss_curve_, rtol=1e-5)
     for a, b in zip(fused.coefs_ + fused.intercepts_, graph.coefs_ + graph.intercepts_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("params", [{}, {"early_stopping": True}, {"class_weight": "balanced"}])
+def test_multiclass_targets_train_as_class_indices_bit_for_bit_as_one_hot_rows(backend, monkeypatch, params):
+    from minitrain.estimators._mlp import BaseMLP
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((160, 5)).astype(np.float32)
+    y = np.array(["a", "b", "c", "d"])[(X[:, 0] > 0).astype(int) + 2 * (X[:, 1] > 0)]
+    kw = {"hidden_layer_sizes": (8,), "max_iter": 5, "random_state": 0, "backend": backend.name, **params}
+    seen = []
+    real = MLPClassifier._dataset
+
+    def spy(self, X, y, sample_weight):
+        data = real(self, X, y, sample_weight)
+        seen.append(backend.to_numpy(data.y))
+        return data
+
+    monkeypatch.setattr(MLPClassifier, "_dataset", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        codes = MLPClassifier(**kw).fit(X, y)
+        monkeypatch.setattr(MLPClassifier, "_dataset", BaseMLP._dataset)  # the one-hot rows, as before
+        onehot = MLPClassifier(**kw).fit(X, y)
+    assert seen and all(s.ndim == 1 and s.dtype.kind == "i" for s in seen), [(s.shape, s.dtype) for s in seen]
+    assert set(np.unique(seen[-1])) <= {0, 1, 2, 3}
+    np.testing.assert_array_equal(codes.loss_curve_, onehot.loss_curve_)
+    for a, b in zip(codes.coefs_ + codes.intercepts_, onehot.coefs_ + onehot.intercepts_, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -140,11 +140,23 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         label-type checks and sparse detour (a tenth of the time: this runs at every ``partial_fit``)."""
         lb = self._label_binarizer
         classes = lb.classes_
+        self._codes_of = None
         if lb.y_type_ == "multiclass" and y.ndim == 1 and len(classes) > 2:
             codes = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
             if np.array_equal(classes[codes], y):
-                return np.take(np.eye(len(classes), dtype=bool), codes, axis=0)  # 5x faster than a comparison
+                onehot = np.take(np.eye(len(classes), dtype=bool), codes, axis=0)  # 5x faster than a comparison
+                self._codes_of = (onehot, codes)  # for _dataset: the indices of these rows
+                return onehot
         return lb.transform(y).astype(bool)
+
+    def _dataset(self, X: Any, y: Any, sample_weight: Any) -> Any:
+        """The training data; one-hot multiclass targets become class indices, which the softmax loss takes
+        as they are (the same loss and gradient, bit for bit): a batch gathers one integer per sample instead
+        of a row of ``n_classes`` floats (3-4x faster: 4 against 15 us a batch of 128 for 10 classes)."""
+        known, self._codes_of = getattr(self, "_codes_of", None), None
+        if self.out_activation_ == "softmax" and y.ndim == 2 and y.dtype == bool:
+            y = known[1] if known is not None and known[0] is y else y.argmax(axis=1)
+        return super()._dataset(X, y, sample_weight)
 
     def _class_weighted(self, y: Any, sample_weight: Any) -> Any:
         if self.class_weight is None:
