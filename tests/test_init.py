@@ -74,7 +74,7 @@ def test_initializers_keep_dtype_and_flat_views(backend):
     (fb,) = lin.flat_parameters()
     init.xavier_normal_(lin.weight)
     assert lin.weight.dtype == np.float32
-    np.testing.assert_array_equal(backend.to_numpy(fb.data)[:12], lin.weight.numpy().ravel())
+    np.testing.assert_array_equal(backend.to_numpy(fb.data)[:12], lin.weight.numpy().ravel(order="K"))  # memory order
 
 
 def test_same_seed_same_weights(backend):

@@ -70,7 +70,25 @@ def test_non_contiguous_subset_rebinds_and_invalidates(backend):
     weights = [net[0].weight, net[2].weight]
     (fb,) = nn.flatten_parameters(weights)
     assert fb.parent is None and not whole.is_current()
-    np.testing.assert_array_equal(backend.to_numpy(fb.data)[:35], net[0].weight.numpy().ravel())
+    np.testing.assert_array_equal(backend.to_numpy(fb.data)[:35], net[0].weight.numpy().ravel(order="K"))
+
+
+def test_linear_weights_are_column_major_and_stay_so_in_flat_buffers(backend):
+    # an (in, out) row-major block: the weight-gradient GEMM's output is tall, which OpenBLAS splits well
+    lin = nn.Linear(5, 3, backend=backend)
+    w = backend.to_numpy(lin.weight.data)
+    assert w.shape == (3, 5) and w.flags.f_contiguous and not w.flags.c_contiguous
+    before = lin.weight.numpy().copy()
+    (fb,) = lin.flat_parameters()
+    for p in (lin.weight.data, lin.weight.grad):
+        assert backend.to_numpy(p).flags.f_contiguous
+    np.testing.assert_array_equal(lin.weight.numpy(), before)
+    np.testing.assert_array_equal(backend.to_numpy(fb.data)[:15], before.T.ravel())
+    (sub,) = nn.flatten_parameters([lin.weight])  # a view of the first run
+    assert sub.parent is fb and backend.to_numpy(lin.weight.data).flags.f_contiguous
+    (copied,) = nn.flatten_parameters([lin.bias, lin.weight])  # out of order: copied in and rebound
+    assert copied.parent is None and backend.to_numpy(lin.weight.data).flags.f_contiguous
+    np.testing.assert_array_equal(lin.weight.numpy(), before)
 
 
 def test_mixed_dtypes_get_one_buffer_each(backend):

@@ -117,7 +117,7 @@ def linear(
         gw = None
         if weight.requires_grad:
             wgrad = weight.grad if getattr(weight, "_grad_zero", False) else None
-            if wgrad is not None and wgrad.dtype == gz.dtype and wgrad.flags.c_contiguous:
+            if wgrad is not None and wgrad.dtype == gz.dtype and (wgrad.flags.c_contiguous or wgrad.flags.f_contiguous):
                 be.gemm(gz, x2, trans_a=True, out=wgrad)  # straight into the zeroed (flat) gradient
                 weight._grad_zero = False
             else:

@@ -62,11 +62,12 @@ class FlatBuffer:
         offset = 0
         for p in params:
             n = p.size
-            self.data[offset : offset + n] = p.data.reshape(-1)
+            order = _memory_order(p.data)  # kept: a column-major weight stays column-major in the buffer
+            self.data[offset : offset + n] = p.data.reshape(-1, order=order)
             if p.grad is not None:
-                self.grad[offset : offset + n] = p.grad.reshape(-1)
-            p.data = self.data[offset : offset + n].reshape(p.shape)
-            p.grad = self.grad[offset : offset + n].reshape(p.shape)
+                self.grad[offset : offset + n] = p.grad.reshape(-1, order=order)
+            p.data = self.data[offset : offset + n].reshape(p.shape, order=order)
+            p.grad = self.grad[offset : offset + n].reshape(p.shape, order=order)
             p._flat = self
             offset += n
 
@@ -88,6 +89,11 @@ class FlatBuffer:
 
     def __repr__(self) -> str:
         return f"FlatBuffer({len(self.params)} parameters, {self.size} {self.dtype} values on {self.backend.name})"
+
+
+def _memory_order(a: Any) -> str:
+    """'F' for an array stored column-major (and not also row-major), else 'C'."""
+    return "F" if a.ndim > 1 and a.flags.f_contiguous and not a.flags.c_contiguous else "C"
 
 
 def _as_view(group: tuple[Parameter, ...]) -> FlatBuffer | None:

@@ -34,6 +34,7 @@ class Linear(Module):
     Attributes
     ----------
     weight : Parameter of shape (out_features, in_features)
+        Stored column-major (``weight.data.T`` is a C-contiguous (in_features, out_features) block).
     bias : Parameter of shape (out_features,) or None
 
     Examples
@@ -63,7 +64,9 @@ class Linear(Module):
         else:
             self.activation, self.alpha = canonical_activation(activation), 0.01
         be = self._backend
-        self.weight = Parameter(be.alloc((out_features, in_features), dtype), backend=be)
+        # (out, in) in column-major memory, i.e. an (in, out) row-major block: OpenBLAS splits the weight-gradient
+        # GEMM (and the forward one) better across threads when their output is tall, as this layout makes it
+        self.weight = Parameter(be.alloc((in_features, out_features), dtype).T, backend=be)
         get_initializer(init, self.activation)(self.weight)
         self.bias = zeros_(Parameter(be.alloc((out_features,), dtype), backend=be)) if bias else None
 
