@@ -93,6 +93,20 @@ class ArrayDataset:
                 wb = None if self.sample_weight is None else self._take("w", self.sample_weight, idx)
             yield xb, yb, wb, float(stop - start) if wb is None else float(wb.sum())
 
+    def row_batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[tuple[Any, int, float]]:
+        """Yield ``(rows, n, weight_sum)`` for the batches :meth:`batches` would gather, without gathering them.
+
+        ``rows`` are the batch's sample indices (a slice of ``order`` on the backend), or a slice of the samples
+        in place when ``order`` is None; ``n`` is the batch length, ``weight_sum`` its summed sample weight.
+        """
+        n_samples = self.n_samples
+        dev_order = None if order is None else self.backend.asarray(np.asarray(order, dtype=np.intp))
+        sw = self.sample_weight
+        for start in range(0, n_samples, batch_size):
+            stop = min(start + batch_size, n_samples)
+            rows = slice(start, stop) if dev_order is None else dev_order[start:stop]
+            yield rows, stop - start, float(stop - start) if sw is None else float(sw[rows].sum())
+
 
 def train_valid_split(
     *arrays: Any, valid_size: float | int, random_state: Any = None, stratify: Any = None,

@@ -48,7 +48,9 @@ class Trainer:
         The estimator being fitted, for callbacks that need it.
     forward_backward : callable ``(x_batch, y_batch, sample_weight_batch, weight_sum) -> float``, optional
         Replaces the autograd step (forward, ``criterion``, backward): it returns the batch loss and sets the
-        gradient of every parameter the optimizer updates. ``criterion`` still computes validation losses.
+        gradient of every parameter the optimizer updates. ``criterion`` still computes validation losses. If it
+        has a method ``rows(dataset, rows, weight_sum) -> float``, dense batches are handed to that instead,
+        ungathered (``rows``: the batch's sample indices, or a slice of samples in place).
 
     Examples
     --------
@@ -180,9 +182,18 @@ class Trainer:
             self.random_state.shuffle(perm)  # what sklearn.utils.shuffle draws, without its input checks
             order = self._order = self._order[perm]
         total = 0.0
-        for i, (xb, yb, wb, wsum) in enumerate(train.batches(self.batch_size, order)):
-            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported just below, not warned
-                loss = self._train_step(xb, yb, wb, wsum)
+        rows_step = None if train.sparse else getattr(self.forward_backward, "rows", None)
+        if rows_step is not None:  # the step gathers each batch itself
+            batches = (
+                (rows_step, (train, rows, wsum), n) for rows, n, wsum in train.row_batches(self.batch_size, order)
+            )
+        else:
+            batches = (
+                (self._step_fn, (xb, yb, wb, wsum), xb.shape[0])
+                for xb, yb, wb, wsum in train.batches(self.batch_size, order)
+            )
+        for i, (fn, args, n) in enumerate(batches):
+            loss = self._train_step(fn, args)
             if not math.isfinite(loss):
                 self.set_weights(last_finite)
                 raise NonFiniteLossError(
@@ -190,8 +201,8 @@ class Trainer:
                     f"weights it had after epoch {self.epoch - 1}. Scale the inputs (e.g. StandardScaler) or lower "
                     "the learning rate."
                 )
-            total += loss * xb.shape[0]
-            self.n_samples_seen += xb.shape[0]
+            total += loss * n
+            self.n_samples_seen += n
             self._call("on_batch_end", i, loss)
         self.history.record("train_loss", total / max(train.n_samples, 1))
         if valid is not None:
@@ -202,18 +213,22 @@ class Trainer:
         self.history.record("duration", time.perf_counter() - start)
         self._call("on_epoch_end")
 
-    def _train_step(self, xb: Any, yb: Any, wb: Any, wsum: float) -> float:
+    def _step_fn(self, xb: Any, yb: Any, wb: Any, wsum: float) -> float:
+        """Loss of a gathered batch, with every parameter's gradient set: ``forward_backward`` or autograd."""
         if self.forward_backward is not None:
-            value = self.forward_backward(xb, yb, wb, wsum)
-        else:
-            self.optimizer.zero_grad()
-            out = self.module(Tensor._make(xb, self.module.backend))
-            loss = self.criterion(out, yb, wb, wsum)
-            loss.backward()
-            value = float(loss.data)
-        if self.penalty is not None:
-            value += self.penalty(wsum)
-        self.optimizer.step()
+            return self.forward_backward(xb, yb, wb, wsum)
+        self.optimizer.zero_grad()
+        out = self.module(Tensor._make(xb, self.module.backend))
+        loss = self.criterion(out, yb, wb, wsum)
+        loss.backward()
+        return float(loss.data)
+
+    def _train_step(self, fn: Callable[..., float], args: tuple[Any, ...]) -> float:
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller, not warned
+            value = fn(*args)
+            if self.penalty is not None:
+                value += self.penalty(args[-1])
+            self.optimizer.step()
         return value
 
     def evaluate_loss(self, data: ArrayDataset) -> float:

@@ -5,14 +5,16 @@ run on C-contiguous float32/float64 arrays; other dtypes and layouts are copied 
 reference (``Backend``). How kernels are compiled and threaded (serial for small work, ``parallel=True``
 for large) is described in ``_jit``.
 
-GEMMs stay with NumPy's BLAS: the GEMM writes the layer output and one in-place pass adds the bias and
-applies the activation. SciPy's BLAS bindings could accumulate a weight gradient in place (beta=1), but
-SciPy loads a second OpenBLAS whose idle threads spin against NumPy's: interleaving the two made training
-6x slower on 2 cores. Allocation: kernels write into ``out=`` buffers where given, build results in
-place (the dropout mask in the random draws' buffer, the bias and activation in the GEMM output), and
-read cached constant vectors (a missing bias, unit class weights); the arrays a step hands to the graph
-are new each step, which NumPy's allocator serves from the blocks the previous step freed (about 0.7 us
-each, no page faults measured), so a buffer pool would not pay for its hazards.
+GEMMs run on NumPy's BLAS: the GEMM writes the layer output and one in-place pass adds the bias and applies
+the activation. Compiled code that needs GEMMs (``mlp_loss_grad``, from ``MLPMixin``) calls the very OpenBLAS
+functions ``np.matmul`` calls (``_blas``), never SciPy's BLAS bindings: SciPy loads a second OpenBLAS whose
+idle threads spin against NumPy's (interleaving the two made training 2-6x slower on 2 cores).
+
+Allocation: kernels write into ``out=`` buffers where given, build results in place (the dropout mask in the
+random draws' buffer, the bias and activation in the GEMM output), and read cached constant vectors (a missing
+bias, unit class weights); the arrays a step hands to the graph are new each step, which NumPy's allocator
+serves from the blocks the previous step freed (about 0.7 us each, no page faults measured), so a buffer pool
+would not pay for its hazards.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from minitrain.backend.base import NEEDS_PREACTIVATION, Backend, canonical_activation
 
 from ._conv import ConvMixin
+from ._mlp import MLPMixin
 from ._recurrent import RecurrentMixin
 from ._util import _FLOATS, _constant, _dtype, _finish, _flat_in, _flat_out, _load, _order, _vector
 
@@ -40,12 +43,13 @@ def _o() -> ModuleType:
     return _load("_optim")
 
 
-class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
+class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
     """JIT-compiled CPU kernels; the NumPy reference for everything it does not override.
 
     Overrides the fused activation kernels and their backward (with the bias gradient), the losses, dropout,
-    batchnorm, the optimizer steps, (from ``ConvMixin``) convolution im2col / col2im and max / average pooling,
-    and (from ``RecurrentMixin``) the LSTM and GRU steps and their backward with single-pass Numba loops.
+    batchnorm, the optimizer steps, (from ``MLPMixin``) a dense stack's whole training batch in one compiled call,
+    (from ``ConvMixin``) convolution im2col / col2im and max / average pooling, and (from ``RecurrentMixin``) the
+    LSTM and GRU steps and their backward with single-pass Numba loops.
     Arrays are NumPy arrays, so data moves to and from this backend for free.
 
     Examples

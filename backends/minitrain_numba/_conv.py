@@ -7,7 +7,8 @@ GEMM work at the small CNN's shapes); one GEMM gives (o, n * ho * wo) and ``onp_
 adding the bias in the same pass. The backward writes the output gradient as (o, n * ho * wo) in one pass,
 recomputes the columns, gets dweight from one GEMM and dbias as a row sum, and, when the input gradient is
 needed, the column gradients from a GEMM into the columns' buffer, which ``col2im`` sums into dx directly. GEMMs
-stay with NumPy: BLAS called from njit loads SciPy's second OpenBLAS (training 6x slower). Per-sample batched
+are ``np.matmul`` calls between the kernels (a few per layer: the call overhead that ``_blas`` saves the MLP
+step is small here). Per-sample batched
 GEMMs that write NCHW directly measured slower than one GEMM plus the transpose (conv2: 4.7 against 3.5 ms).
 Pooling: one pass per plane; max pooling keeps the value and the first argmax together (a NaN sticks, as in the
 reference), and padding is skipped, since -inf never changes a running max and 0 never changes a sum.

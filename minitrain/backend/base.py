@@ -8,6 +8,7 @@ keeps their signatures (``minitrain.testing.check_backend`` asserts that).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -58,9 +59,46 @@ KERNELS = (
     "lstm_step_backward",
     "gru_step",
     "gru_step_backward",
+    "mlp_loss_grad",
 )
+#: The output functions of ``mlp_loss_grad`` / ``output_loss_grad``, each with its canonical loss.
+OUTPUTS = ("softmax", "logistic", "identity", "exp")
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def output_loss_grad(be: Any, z: Any, target: Any, sample_weight: Any, weight_sum: float, output: str) -> tuple:
+    """The canonical loss of output function ``output`` on logits ``z`` (n, c): ``(loss, grad)``.
+
+    scikit-learn's MLP losses: 'softmax' cross-entropy (``target`` class indices (n,) or probabilities (n, c)),
+    'logistic' binary cross-entropy summed over outputs, 'identity' half squared error averaged over outputs
+    (its gradient is not averaged, as scikit-learn's), 'exp' half Poisson deviance. The gradient is the
+    canonical link's ``(output(z) - target) * w / weight_sum``; the loss (a 0-d array) is the weighted sum of
+    the samples' losses divided by ``weight_sum``. ``grad`` is a new array.
+    """
+    xp = be.xp
+    if output == "softmax":
+        loss, grad = be.softmax_cross_entropy(z, target)
+    elif output == "logistic":
+        loss, grad = be.sigmoid_cross_entropy(z, target)
+        loss = loss.sum(axis=1)
+    elif output == "identity":
+        grad = z - target
+        loss = 0.5 * (grad * grad).mean(axis=1)
+    elif output == "exp":
+        out = xp.exp(z)
+        positive = target > 0
+        ylogy = xp.where(positive, target * xp.log(xp.where(positive, target, 1)), 0)
+        loss = (ylogy - target * z - target + out).sum(axis=1)
+        grad = out - target
+    else:
+        raise ValueError(f"unknown output {output!r}; choose from {', '.join(OUTPUTS)}")
+    scale = 1.0 / weight_sum
+    if sample_weight is not None:
+        loss = loss * sample_weight
+        grad *= sample_weight[:, None]
+    grad *= scale
+    return loss.sum() * scale, grad
 
 
 def canonical_activation(name: str | None) -> str:
@@ -844,3 +882,76 @@ class Backend:
         xp.multiply(t2, t1, out=dr)
         dgh[:, : 2 * hs] = d[:, : 2 * hs]
         return d, dgh, grad_h_prev
+
+    # ------------------------------------------------------------------ dense stacks
+    def mlp_loss_grad(
+        self, x: Any, target: Any, weights: Sequence[Any], biases: Sequence[Any], activations: Sequence[str],
+        output: str, *, rows: Any = None, sample_weight: Any = None, weight_sum: float | None = None,
+        alphas: Sequence[float] | None = None, weight_grads: Sequence[Any], bias_grads: Sequence[Any],
+        workspace: dict | None = None,
+    ) -> float:  # fmt: skip
+        """Loss of a stack of dense layers on one batch, and the gradients of its weights and biases.
+
+        Layer ``k`` computes ``h_k = activations[k](h_{k-1} @ weights[k].T + biases[k])`` (``alphas[k]``: the
+        activation's parameter, default 0.01) from ``h_{-1} = x[rows]``, or ``x`` itself when ``rows`` is None;
+        the loss is :func:`output_loss_grad`'s canonical loss of ``output`` on the last ``h`` against
+        ``target[rows]``, weighted by ``sample_weight[rows]`` and divided by ``weight_sum`` (default: the batch's
+        summed weight, or its length). The gradients are written (not accumulated) into ``weight_grads`` /
+        ``bias_grads``; a None bias has no gradient. ``workspace``: a dict in which the kernel keeps its
+        buffers between calls (one set, sized for the longest batch); pass the same dict at every step.
+        Returns the loss as a float.
+        """
+        n_layers = len(weights)
+        alphas = (0.01,) * n_layers if alphas is None else alphas
+        if rows is None:
+            xb, yb, wb = x, target, sample_weight
+        else:
+            rows = self._checked_rows(rows, x.shape[0])
+            xb, yb = self._take_rows(workspace, "x", x, rows), self._take_rows(workspace, "y", target, rows)
+            wb = None if sample_weight is None else self._take_rows(workspace, "w", sample_weight, rows)
+        n = xb.shape[0]
+        if weight_sum is None:
+            weight_sum = float(n) if wb is None else float(wb.sum())
+        outs = [self._scratch(workspace, ("out", k), (n, w.shape[0]), xb.dtype) for k, w in enumerate(weights)]
+        h, acts = xb, []
+        for k in range(n_layers):
+            h, z = self.affine_act(h, weights[k], biases[k], activations[k], alpha=alphas[k], out=outs[k])
+            acts.append((h, z))
+        loss, g = output_loss_grad(self, h, yb, wb, weight_sum, output)
+        for k in range(n_layers - 1, -1, -1):
+            y_k, z_k = acts[k]
+            if biases[k] is None:
+                g = self.act_backward(g, y_k, z_k, activations[k], alpha=alphas[k], out=g)
+            else:
+                self.bias_act_backward(g, y_k, z_k, activations[k], alpha=alphas[k], out=g, bias_grad=bias_grads[k])
+            self.gemm(g, acts[k - 1][0] if k else xb, trans_a=True, out=weight_grads[k])
+            if k:
+                g = self.gemm(
+                    g, weights[k], out=self._scratch(workspace, ("delta", k), (n, weights[k].shape[1]), g.dtype)
+                )
+        return float(loss)
+
+    def _checked_rows(self, rows: Any, n: int) -> Any:
+        """``rows`` as an integer index array whose entries lie in [0, n) (IndexError otherwise)."""
+        rows = self.asarray(rows)
+        if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+            raise IndexError(f"rows must be a 1-D integer array, got {rows.dtype} of shape {rows.shape}")
+        if rows.size and (int(rows.min()) < 0 or int(rows.max()) >= n):
+            raise IndexError(f"rows index out of bounds for {n} samples")
+        return rows
+
+    def _scratch(self, workspace: dict | None, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A buffer of ``shape`` kept in ``workspace``: the leading rows of one sized for the longest batch so far."""
+        buf = None if workspace is None else workspace.get(key)
+        if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:] or buf.dtype != dtype:
+            buf = self.alloc((max(shape[0], 0 if buf is None else buf.shape[0]), *shape[1:]), dtype, fill=None)
+            if workspace is not None:
+                workspace[key] = buf
+        return buf if buf.shape[0] == shape[0] else buf[: shape[0]]
+
+    def _take_rows(self, workspace: dict | None, key: str, a: Any, rows: Any) -> Any:
+        """Rows ``rows`` (checked) of ``a``, gathered into a workspace buffer."""
+        buf = self._scratch(workspace, ("take", key), (rows.shape[0], *a.shape[1:]), a.dtype)
+        if self.xp is np:  # 'clip' skips NumPy's slow checked path into `out` (rows were checked)
+            return np.take(a, rows, axis=0, out=buf, mode="clip")
+        return self.xp.take(a, rows, axis=0, out=buf)

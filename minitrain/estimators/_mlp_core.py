@@ -11,6 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .. import nn, optim
 from ..autograd import Tensor
+from ..backend.base import output_loss_grad
 from ..callbacks import Callback
 
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -65,31 +66,6 @@ def output_loss(z: Tensor, y: Any, sw: Any, wsum: float, out_activation: str) ->
     """
     loss, grad = output_loss_grad(z.backend, z.data, y, sw, wsum, out_activation)
     return Tensor._make(loss, z.backend, (z,), lambda g: (grad * g,))
-
-
-def output_loss_grad(be: Any, zd: Any, y: Any, sw: Any, wsum: float, out_activation: str) -> tuple[Any, Any]:
-    """The value (a 0-d array) of :func:`output_loss` on logits ``zd`` and its gradient, a new array."""
-    xp = be.xp
-    if out_activation == "softmax":
-        loss, grad = be.softmax_cross_entropy(zd, y)
-    elif out_activation == "logistic":
-        loss, grad = be.sigmoid_cross_entropy(zd, y)
-        loss = loss.sum(axis=1)
-    elif out_activation == "identity":
-        grad = zd - y
-        loss = 0.5 * (grad * grad).mean(axis=1)
-    else:  # 'exp': half Poisson deviance with a log link
-        out = xp.exp(zd)
-        positive = y > 0
-        ylogy = xp.where(positive, y * xp.log(xp.where(positive, y, 1)), 0)
-        loss = (ylogy - y * zd - y + out).sum(axis=1)
-        grad = out - y
-    scale = 1.0 / wsum
-    if sw is not None:
-        loss = loss * sw
-        grad *= sw[:, None]
-    grad *= scale
-    return loss.sum() * scale, grad
 
 
 def output_activation(z: Any, out_activation: str) -> Any:

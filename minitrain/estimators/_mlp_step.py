@@ -1,35 +1,34 @@
-"""The MLP estimators' training step without an autograd graph: direct kernel calls into reused buffers."""
+"""The MLP estimators' training step without an autograd graph: one ``mlp_loss_grad`` kernel call per batch."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .. import nn
-from ._mlp_core import output_loss_grad
 
 
 class FusedMLPStep:
     """Forward pass, output loss and backward pass of a stack of ``Linear`` layers, for ``Trainer``.
 
-    Called as ``step(xb, yb, wb, wsum) -> loss``: it sets (not accumulates) the gradient of every weight
-    and bias and returns the batch loss, exactly as ``output_loss(...).backward()`` on the autograd path
-    does. A plain MLP's graph is the same at every step, so this step builds none: each layer is one
-    ``affine_act`` into a buffer reused across batches, and its backward one ``bias_act_backward`` in place
-    (the bias gradient in the same pass) and two GEMMs straight into the flat gradient buffer. Measured on
-    2 cores with the Numba backend, float32: a digits step (batch 200, 64-100-10) 436 -> 262 us, an
-    MNIST-shaped step (batch 128, 784-256-128-10) about 1.3x faster (64k -> 83k samples/s).
+    A plain MLP's graph is the same at every step, so this step builds none: each batch is one call of the
+    backend's ``mlp_loss_grad`` kernel, which sets (not accumulates) the gradient of every weight and bias and
+    returns the batch loss, exactly as ``output_loss(...).backward()`` on the autograd path does. The NumPy
+    reference runs the fused layer kernels into buffers kept across batches; the Numba backend runs the whole
+    batch, from gathering its rows to the last weight gradient, in one compiled call.
 
-    Build it with :meth:`for_module`, which returns None for networks with other layers (batch norm,
-    dropout): those train through autograd.
+    Call it as ``step(xb, yb, wb, wsum) -> loss`` on a gathered batch, or as ``step.rows(data, rows, wsum)`` on
+    the samples ``rows`` of an ``ArrayDataset`` (a slice: those rows in place), which gathers inside the kernel.
+    Build it with :meth:`for_module`, which returns None for networks with other layers (batch norm, dropout):
+    those train through autograd.
     """
 
     def __init__(self, linears: list[Any], out_activation: str) -> None:
         self.linears = linears
         self.out_activation = out_activation
         self.backend = linears[0].backend
-        # the Parameters (their arrays are read at each step: they may be rebound between steps)
-        self._layers = [(lin.weight, lin.bias, lin.activation, lin.alpha) for lin in linears]
-        self._buffers: tuple[list[Any], list[Any]] | None = None
+        self._acts = tuple(lin.activation for lin in linears)
+        self._alphas = tuple(float(lin.alpha) for lin in linears)
+        self._workspace: dict[Any, Any] = {}
 
     @classmethod
     def for_module(cls, module: Any, out_activation: str) -> FusedMLPStep | None:
@@ -39,32 +38,21 @@ class FusedMLPStep:
             return None
         return cls(layers, out_activation)
 
-    def _buffers_for(self, n: int, dtype: Any) -> tuple[list[Any], list[Any]]:
-        """Outputs of every layer and input gradients of all but the first, for a batch of ``n`` rows: the
-        first ``n`` rows of buffers sized for the longest batch so far (row slices stay contiguous)."""
-        bufs = self._buffers
-        if bufs is None or bufs[0][0].shape[0] < n or bufs[0][0].dtype != dtype:
-            alloc = self.backend.alloc
-            outs = [alloc((n, lin.out_features), dtype, fill=None) for lin in self.linears]
-            deltas = [alloc((n, lin.in_features), dtype, fill=None) for lin in self.linears[1:]]
-            bufs = self._buffers = (outs, deltas)
-        if bufs[0][0].shape[0] == n:
-            return bufs
-        return [a[:n] for a in bufs[0]], [a[:n] for a in bufs[1]]
-
     def __call__(self, xb: Any, yb: Any, wb: Any, wsum: float) -> float:
-        be = self.backend
-        layers = self._layers
-        outs, deltas = self._buffers_for(xb.shape[0], xb.dtype)
-        h, acts = xb, []
-        for (weight, bias, act, alpha), out in zip(layers, outs):
-            h, z = be.affine_act(h, weight.data, bias.data, act, alpha=alpha, out=out)
-            acts.append((h, z))
-        loss, g = output_loss_grad(be, h, yb, wb, wsum, self.out_activation)
-        for k in range(len(layers) - 1, -1, -1):
-            weight, bias, act, alpha = layers[k]
-            be.bias_act_backward(g, *acts[k], act, alpha=alpha, out=g, bias_grad=bias.grad)
-            be.gemm(g, acts[k - 1][0] if k else xb, trans_a=True, out=weight.grad)
-            if k:
-                g = be.gemm(g, weight.data, out=deltas[k - 1])
-        return float(loss)
+        return self._loss_grad(xb, yb, None, wb, wsum)
+
+    def rows(self, data: Any, rows: Any, wsum: float) -> float:
+        """The step on samples ``rows`` (an index array, or a slice taken in place) of ``data``."""
+        if isinstance(rows, slice):
+            sw = None if data.sample_weight is None else data.sample_weight[rows]
+            return self._loss_grad(data.X[rows], data.y[rows], None, sw, wsum)
+        return self._loss_grad(data.X, data.y, rows, data.sample_weight, wsum)
+
+    def _loss_grad(self, x: Any, y: Any, rows: Any, sw: Any, wsum: float) -> float:
+        lins = self.linears  # the Parameters' arrays are read at each step: they may be rebound between steps
+        return self.backend.mlp_loss_grad(
+            x, y, [lin.weight.data for lin in lins], [lin.bias.data for lin in lins], self._acts, self.out_activation,
+            rows=rows, sample_weight=sw, weight_sum=wsum, alphas=self._alphas,
+            weight_grads=[lin.weight.grad for lin in lins], bias_grads=[lin.bias.grad for lin in lins],
+            workspace=self._workspace,
+        )  # fmt: skip

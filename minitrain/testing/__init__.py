@@ -10,14 +10,19 @@ from typing import Any
 import numpy as np
 
 from ..backend import KERNELS, Backend, NumpyBackend, get_backend
-from . import _parity, _parity_conv, _parity_recurrent
+from . import _parity, _parity_conv, _parity_mlp, _parity_recurrent
 from ._ctx import TOLERANCES, Ctx
 from ._gradcheck import gradcheck
 from ._parity import PROTOCOL_METHODS
 
 __all__ = ["PROTOCOL_METHODS", "TOLERANCES", "check_backend", "conformance_cases", "gradcheck"]
 
-_PARITY: dict[str, Callable[[Ctx], None]] = {**_parity.PARITY, **_parity_conv.PARITY, **_parity_recurrent.PARITY}
+_PARITY: dict[str, Callable[[Ctx], None]] = {
+    **_parity.PARITY,
+    **_parity_conv.PARITY,
+    **_parity_mlp.PARITY,
+    **_parity_recurrent.PARITY,
+}
 
 
 def _case(body: Callable[[Ctx], None], dtype: str, seed: int, backend: Backend, reference: Backend) -> None:

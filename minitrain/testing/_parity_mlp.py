@@ -1,0 +1,79 @@
+"""Parity cases of ``mlp_loss_grad``: a dense stack's loss and gradients on one batch against the reference."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise, product
+from typing import Any
+
+import numpy as np
+
+from ..backend import ACTIVATIONS
+from ..backend.base import OUTPUTS
+from ._ctx import Ctx
+
+# (features, hidden sizes, outputs): one layer, two, three (with a 1-wide hidden layer), one output
+NETS = ((5, (), 3), (6, (4,), 3), (7, (5, 1), 2), (3, (4,), 1))
+
+
+def _target(c: Ctx, output: str, probs: bool, n: int, k: int) -> np.ndarray:
+    if output == "softmax":
+        return c.rng.dirichlet(np.ones(k), size=n).astype(c.dt) if probs else c.rng.integers(0, k, size=n)
+    if output == "logistic":
+        return (c.rng.random((n, k)) < 0.5).astype(c.dt)
+    return c.uniform(0.0, 3.0, n, k) if output == "exp" else c.randn(n, k)
+
+
+def _net(c: Ctx, n_in: int, hidden: tuple[int, ...], n_out: int, column_major: bool) -> tuple[list, list]:
+    sizes = (n_in, *hidden, n_out)
+    weights = [c.randn(o, i, scale=0.7) for i, o in pairwise(sizes)]
+    weights = [np.asfortranarray(w) if column_major else w for w in weights]
+    return weights, [c.randn(o, scale=0.3) for o in sizes[1:]]
+
+
+def _run(be: Any, weights: list, args: tuple, kw: dict, workspace: dict | None) -> tuple[float, list, list]:
+    """Call ``be.mlp_loss_grad`` with gradient buffers laid out like the weights; return (loss, dW, db)."""
+    ws = [be.asarray(w) for w in weights]
+    gws = [be.asarray(np.full_like(w, np.nan)) for w in weights]  # written, never read
+    gbs = [be.alloc((w.shape[0],), w.dtype, fill=np.nan) for w in weights]
+    bs = [be.asarray(b) for b in kw.pop("biases")]
+    x, target, *rest = (be.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
+    loss = be.mlp_loss_grad(x, target, ws, bs, *rest, weight_grads=gws, bias_grads=gbs, workspace=workspace, **kw)
+    return loss, gws, gbs
+
+
+def _mlp_loss_grad(c: Ctx) -> None:
+    acts = ("relu", "tanh", "sigmoid", "leaky_relu", "identity", "gelu")  # gelu: a backend may defer to the reference
+    assert set(acts) <= set(ACTIVATIONS)
+    cases = product(NETS, acts, OUTPUTS, (False, True))
+    for (n_in, hidden, n_out), act, output, weighted in cases:
+        for rows_kind, probs, column_major in (("none", False, True), ("perm", True, False), ("repeat", False, True)):
+            n_all = 9
+            x, target = c.randn(n_all, n_in), _target(c, output, probs, n_all, n_out)
+            sw = c.uniform(0.5, 2.0, n_all) if weighted else None
+            rows = {"none": None, "perm": c.rng.permutation(n_all)[:7], "repeat": np.array([3, 3, 0, 8, 1])}[rows_kind]
+            weights, biases = _net(c, n_in, hidden, n_out, column_major)
+            acts = [act] * len(hidden) + ["identity"]
+            label = f"{n_in}-{'-'.join(map(str, hidden))}-{n_out} {act} {output} rows={rows_kind} weighted={weighted}"
+            kw = {"rows": rows, "sample_weight": sw, "alphas": [0.2] * len(acts)}
+            with c.check(f"mlp_loss_grad {label}"):
+                want = _run(c.ref, weights, (x, target, acts, output), {**kw, "biases": biases}, None)
+                workspace: dict = {}
+                for call in range(2):  # the second call reuses the workspace the first one filled
+                    got = _run(c.be, weights, (x, target, acts, output), {**kw, "biases": biases}, workspace)
+                    c.close(f"loss (call {call + 1})", np.asarray(got[0], c.dt), np.asarray(want[0], c.dt))
+                    for k, (g, w) in enumerate(zip(got[1] + got[2], want[1] + want[2])):
+                        name = f"weight_grads[{k}]" if k < len(weights) else f"bias_grads[{k - len(weights)}]"
+                        c.close(f"{name} (call {call + 1})", g, c.ref.to_numpy(w))
+    with c.check("mlp_loss_grad: a row index out of bounds raises IndexError"):
+        weights, biases = _net(c, 3, (4,), 2, True)
+        try:
+            _run(c.be, weights, (c.randn(5, 3), c.randn(5, 2), ["relu", "identity"], "identity"),
+                 {"rows": np.array([0, 5]), "biases": biases}, {})  # fmt: skip
+        except IndexError:
+            pass
+        else:
+            raise AssertionError("rows=[0, 5] on 5 samples did not raise IndexError")
+
+
+PARITY: dict[str, Callable[[Ctx], None]] = {"mlp_loss_grad": _mlp_loss_grad}
