@@ -20,6 +20,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from ._jit import _njit
+
 _SYMBOLS = {"s": "minitrain_cblas_sgemm", "d": "minitrain_cblas_dgemm"}
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 _state: dict[str, bool] = {}
@@ -95,8 +97,7 @@ def _layout(x: np.ndarray) -> tuple[bool, int]:
     return True, max(x.strides[1] // isz, x.shape[0], 1)
 
 
-@njit(cache=True)
-def gemm(a: np.ndarray, ta: bool, b: np.ndarray, tb: bool, c: np.ndarray, alpha: float, beta: float) -> None:
+def _gemm(a: np.ndarray, ta: bool, b: np.ndarray, tb: bool, c: np.ndarray, alpha: float, beta: float) -> None:
     """``c = alpha * op(a) @ op(b) + beta * c``; each 2-D view has a unit stride in one of its dimensions."""
     if _layout(c)[0]:  # a column-major c: compute its transpose, row-major
         a, ta, b, tb = b, not tb, a, not ta
@@ -114,3 +115,6 @@ def gemm(a: np.ndarray, ta: bool, b: np.ndarray, tb: bool, c: np.ndarray, alpha:
     op_a = np.int32(TRANS if ta != af else NO_TRANS)
     op_b = np.int32(TRANS if tb != bf else NO_TRANS)
     _cblas(np.int32(ROW_MAJOR), op_a, op_b, m, n, k, t(alpha), a, lda, b, ldb, t(beta), cc, ldc)
+
+
+gemm = _njit(_gemm)  # cached on disk where a cache location is writable (``_jit``)

@@ -11,12 +11,15 @@ network: 27.5 against 72 us.
 
 Falls back to the reference for: BLAS other than NumPy's bundled OpenBLAS, arrays that are not NumPy float32 /
 float64 arrays of one dtype (weights all row-major or all column-major, the batch row-major), missing biases,
-activations other than identity, relu, leaky_relu, sigmoid and tanh, and the 'exp' output.
+hidden layers with different activations (or alphas) or one other than identity, relu, leaky_relu, sigmoid and
+tanh, an output layer with an activation, and the 'exp' output. A kernel is compiled per hidden activation and
+output loss, when first used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import is_
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +30,7 @@ from minitrain.backend.base import canonical_activation
 from ._util import _FLOATS, _load
 
 _OUTPUTS = ("softmax", "logistic", "identity")
+_NO_ROWS = np.empty(0, np.int64)
 
 
 def _mk() -> ModuleType:
@@ -51,37 +55,31 @@ class MLPMixin:
         workspace: dict | None = None,
     ) -> float:  # fmt: skip
         """Loss of a stack of dense layers on one batch, and the gradients of its weights and biases."""
-        args = (x, target, weights, biases, activations, output)
-        kw = dict(rows=rows, sample_weight=sample_weight, weight_sum=weight_sum, alphas=alphas)
-        kw.update(weight_grads=weight_grads, bias_grads=bias_grads, workspace=workspace)
         ws = {} if workspace is None else workspace
         arrays = (x, target, sample_weight, *weights, *biases, *weight_grads, *bias_grads)
-        last = ws.get("numba")
-        if (
-            last is None
-            or len(last[0]) != len(arrays)
-            or not all(map(_is, last[0], arrays))
-            or last[1] != (tuple(activations), output, None if alphas is None else tuple(alphas))
-        ):
-            plan = self._mlp_plan(*args, sample_weight, alphas, weight_grads, bias_grads)
-            last = ws["numba"] = (arrays, (tuple(activations), output, None if alphas is None else tuple(alphas)), plan)
-        plan = last[2]
-        gather = rows is not None
-        if plan is None or (gather and not _rows_ok(rows)):
-            return super().mlp_loss_grad(*args, **kw)  # type: ignore[misc]
-        n = rows.shape[0] if gather else x.shape[0]
-        if n == 0:
-            return super().mlp_loss_grad(*args, **kw)  # type: ignore[misc]
+        options = (tuple(activations), output, alphas if alphas is None else tuple(alphas))
+        last = ws.get("numba")  # (arrays, options, plan) of the previous call
+        if last is None or len(last[0]) != len(arrays) or not all(map(is_, last[0], arrays)) or last[1] != options:
+            plan = self._mlp_plan(
+                x, target, weights, biases, activations, output, sample_weight, alphas, weight_grads, bias_grads, ws
+            )
+            last = ws["numba"] = (arrays, options, plan)
+        plan, gather = last[2], rows is not None
+        n = (rows.shape[0] if gather else x.shape[0]) if plan is not None and (not gather or _rows_ok(rows)) else 0
+        if n == 0:  # the reference: unsupported arguments, an empty batch
+            return super().mlp_loss_grad(  # type: ignore[misc]
+                x, target, weights, biases, activations, output, rows=rows, sample_weight=sample_weight,
+                weight_sum=weight_sum, alphas=alphas, weight_grads=weight_grads, bias_grads=bias_grads,
+                workspace=workspace,
+            )  # fmt: skip
         if weight_sum is None:
             sw = plan["sw"]
             weight_sum = float(n) if sample_weight is None else float((sw[rows] if gather else sw).sum())
-        bufs = _buffers(ws, plan, n, x.shape[1], gather)
-        k = _mk()
-        call = (x, target, plan["sw"], rows if gather else plan["no_rows"], n, gather, *plan["params"], *bufs)
-        if plan["kind"] is None:
-            loss, bad = k.mlp_index(*call, float(weight_sum))
-        else:
-            loss, bad = k.mlp_dense(*call, float(weight_sum), plan["kind"])
+        bufs = plan["buffers"]
+        if bufs[1][0].shape[0] < n or (gather and bufs[0].shape[0] < n):
+            bufs = plan["buffers"] = _buffers(ws, plan, n, x.shape[1], gather)
+        call = (x, target, plan["sw"], rows if gather else _NO_ROWS, n, gather, *plan["params"], *bufs)
+        loss, bad = plan["kernel"](*call, float(weight_sum))
         if bad:
             raise IndexError(f"{bad} row or class index(es) out of bounds in mlp_loss_grad")
         return float(loss)
@@ -89,6 +87,7 @@ class MLPMixin:
     def _mlp_plan(
         self, x: Any, target: Any, weights: Sequence[Any], biases: Sequence[Any], activations: Sequence[str],
         output: str, sample_weight: Any, alphas: Any, weight_grads: Sequence[Any], bias_grads: Sequence[Any],
+        workspace: dict,
     ) -> dict | None:  # fmt: skip
         """The compiled call's fixed arguments for this set of arrays, or None when the reference must run."""
         if output not in _OUTPUTS or type(x) is not np.ndarray or x.ndim != 2 or not x.flags.c_contiguous:
@@ -98,8 +97,12 @@ class MLPMixin:
         if dt is None or n_layers == 0 or not (len(biases) == len(weight_grads) == len(bias_grads) == n_layers):
             return None
         k = _mk()
-        codes = tuple(k.CODES.get(canonical_activation(a), -1) for a in activations)
-        if not k.AVAILABLE or len(codes) != n_layers or not all(c in k.SUPPORTED for c in codes):
+        codes = [k.CODES.get(canonical_activation(a), -1) for a in activations]
+        alphas = [0.01] * n_layers if alphas is None else [float(a) for a in alphas]
+        hidden = codes[0] if n_layers > 1 else k.IDENTITY
+        if not k.AVAILABLE or len(codes) != n_layers or codes[-1] != k.IDENTITY or hidden not in k.SUPPORTED:
+            return None
+        if any(c != hidden for c in codes[:-1]) or len(set(alphas[:-1])) > 1:  # one hidden activation and alpha
             return None
         if any(b is None for b in biases) or not all(_same_layout(group, dt) for group in (weights, weight_grads)):
             return None
@@ -111,7 +114,7 @@ class MLPMixin:
                 return None
             width = w.shape[0]
         if output == "softmax" and type(target) is np.ndarray and target.ndim == 1 and target.dtype == np.int64:
-            kind = None
+            kind = k.INDEX
         elif type(target) is np.ndarray and target.ndim == 2 and target.dtype == dt and target.flags.c_contiguous:
             kind = {"softmax": k.SOFTMAX, "logistic": k.LOGISTIC, "identity": k.SQUARED}[output]
             if target.shape[1] != width:
@@ -126,11 +129,12 @@ class MLPMixin:
                 return None  # a copy per step would cost more than the reference's gather
         else:
             return None
-        alphas = (0.01,) * n_layers if alphas is None else tuple(float(a) for a in alphas)
         ws, wt = _row_major(weights)
         gws, gt = _row_major(weight_grads)
-        params = (ws, wt, tuple(biases), gws, gt, tuple(bias_grads), codes, alphas)
-        return {"params": params, "kind": kind, "sw": sw, "dt": dt, "no_rows": np.empty(0, np.int64)}
+        params = (ws, wt, tuple(biases), gws, gt, tuple(bias_grads), alphas[0])
+        plan = {"params": params, "sw": sw, "dt": dt, "kernel": k.kernel(hidden, kind)}
+        plan["buffers"] = _buffers(workspace, plan, 1, x.shape[1], False)
+        return plan
 
 
 def _row_major(arrays: Sequence[np.ndarray]) -> tuple[tuple[np.ndarray, ...], bool]:
@@ -138,10 +142,6 @@ def _row_major(arrays: Sequence[np.ndarray]) -> tuple[tuple[np.ndarray, ...], bo
     if all(a.flags.c_contiguous for a in arrays):
         return tuple(arrays), False
     return tuple(a.T for a in arrays), True
-
-
-def _is(a: Any, b: Any) -> bool:
-    return a is b
 
 
 def _rows_ok(rows: Any) -> bool:
@@ -156,7 +156,7 @@ def _buffers(ws: dict, plan: dict, n: int, width: int, gather: bool) -> tuple[An
         weights = tuple(w.T for w in weights)
     key = ("numba", plan["dt"], width, tuple(w.shape for w in weights))
     bufs = ws.get(key)
-    if bufs is None or bufs[1][0].shape[0] < n or (gather and bufs[0].shape[0] < n):
+    if bufs is None or bufs[1][0].shape[0] < n or (gather and bufs[0].shape[0] < n):  # one bigger set
         dt = plan["dt"]
         rows = max(n, 0 if bufs is None else bufs[1][0].shape[0])
         xb = np.empty((rows if gather else 0, width), dt) if bufs is None or gather else bufs[0]

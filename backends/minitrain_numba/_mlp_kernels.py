@@ -1,7 +1,10 @@
 """Numba kernels of ``mlp_loss_grad``: a dense stack's batch, from gathering its rows to the last weight gradient,
 in one compiled call (imported with numba, on first use; see ``_mlp`` for when they run).
 
-``mlp_index`` takes class indices (softmax outputs), ``mlp_dense`` (n, c) targets; both gather the batch's rows
+``kernel(hidden, kind)`` makes the kernel of networks whose hidden layers share activation ``hidden`` (an
+activation code, a compile-time constant: only its loops are compiled) and whose output layer is affine; ``kind``
+is INDEX (softmax cross-entropy against class indices) or SOFTMAX, LOGISTIC, SQUARED against (n, c) targets. It
+gathers the batch's rows
 into ``xb`` (when ``gather``), run each layer as a GEMM into its output buffer (NumPy's own BLAS, ``_blas``)
 followed by one pass adding the bias and applying the activation, compute the output loss and its gradient in
 one pass over the logits, and run the backward pass: the activation's derivative and the bias gradient (float64
@@ -16,72 +19,33 @@ gradients arrive row-major: as given (out, in), or transposed (in, out) when ``w
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 from ._blas import gemm, register
-from ._kernels import CODES, IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH, _act, _act_grad, _consts, _softmax_row
+from ._jit import FASTMATH, _njit
+from ._kernels import CODES, IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH, _softmax_row, activation_kernel
 
 #: Whether NumPy's BLAS could be registered for compiled code (else ``_mlp`` keeps the reference path).
 AVAILABLE = register()
-#: Activation codes these kernels handle (their backward reads the layer's output).
+#: Hidden activation codes these kernels handle (their backward reads the layer's output).
 SUPPORTED = frozenset({IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH})
-SOFTMAX, LOGISTIC, SQUARED = 0, 1, 2  # mlp_dense output losses
-__all__ = ["AVAILABLE", "CODES", "SUPPORTED", "mlp_dense", "mlp_index"]
-
-_OPTS = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
+INDEX, SOFTMAX, LOGISTIC, SQUARED = range(4)  # the output losses
+__all__ = ["AVAILABLE", "CODES", "INDEX", "LOGISTIC", "SOFTMAX", "SQUARED", "SUPPORTED", "kernel"]
 
 
-@njit(inline="always")
-def _bias_act_as(z: np.ndarray, b: np.ndarray, n: int, code: int, k: tuple) -> None:
-    for i in range(n):
-        for j in range(z.shape[1]):
-            z[i, j] = _act(z[i, j] + b[j], code, k)
-
-
-@njit(**_OPTS)
-def _bias_act(z: np.ndarray, b: np.ndarray, n: int, code: int, alpha: float) -> None:
-    """In place over the first ``n`` rows: z = act(z + b), one loop per activation (its code a constant)."""
-    k = _consts(z, alpha)
-    if code == RELU:
-        _bias_act_as(z, b, n, RELU, k)
-    elif code == LEAKY_RELU:
-        _bias_act_as(z, b, n, LEAKY_RELU, k)
-    elif code == SIGMOID:
-        _bias_act_as(z, b, n, SIGMOID, k)
-    elif code == TANH:
-        _bias_act_as(z, b, n, TANH, k)
-    else:
-        _bias_act_as(z, b, n, IDENTITY, k)
-
-
-@njit(inline="always")
-def _act_back_as(g: np.ndarray, s: np.ndarray, acc: np.ndarray, n: int, code: int, k: tuple) -> None:
-    for i in range(n):
-        for j in range(g.shape[1]):
-            v = g[i, j] if code == IDENTITY else g[i, j] * _act_grad(s[i, j], code, k)
-            g[i, j] = v
-            acc[j] += v
-
-
-@njit(**_OPTS)
-def _act_backward_bias(g: np.ndarray, s: np.ndarray, db: np.ndarray, n: int, code: int, alpha: float) -> None:
-    """In place over the first ``n`` rows: g *= act'(s) (s: the layer's output); db = the column sums of g."""
-    k = _consts(g, alpha)
-    acc = np.zeros(g.shape[1])
-    if code == RELU:
-        _act_back_as(g, s, acc, n, RELU, k)
-    elif code == LEAKY_RELU:
-        _act_back_as(g, s, acc, n, LEAKY_RELU, k)
-    elif code == SIGMOID:
-        _act_back_as(g, s, acc, n, SIGMOID, k)
-    elif code == TANH:
-        _act_back_as(g, s, acc, n, TANH, k)
-    else:
-        _act_back_as(g, s, acc, n, IDENTITY, k)
-    for j in range(g.shape[1]):
-        db[j] = acc[j]
+# The layers' bias + activation and its backward are the activation kernels the reference path uses (compiled
+# once, cached, shared); each per-activation kernel is its own global so that a batch kernel links only its own.
+_FWD = {code: activation_kernel("bias_act", code).serial for code in SUPPORTED}
+_BWD = {code: activation_kernel("bias_act_backward_inplace", code).serial for code in SUPPORTED}
+_FWD_IDENTITY, _FWD_RELU, _FWD_LEAKY, _FWD_SIGMOID, _FWD_TANH = (
+    _FWD[c] for c in (IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH)
+)
+_BWD_IDENTITY, _BWD_RELU, _BWD_LEAKY, _BWD_SIGMOID, _BWD_TANH = (
+    _BWD[c] for c in (IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH)
+)
 
 
 @njit(inline="always")
@@ -99,52 +63,17 @@ def _gather(x: np.ndarray, idx: np.ndarray, n: int, xb: np.ndarray) -> int:
 
 
 @njit(inline="always")
-def _forward(h0: np.ndarray, n: int, ws: tuple, wt: bool, bs: tuple, codes: tuple, alphas: tuple, outs: tuple) -> None:
-    for k in range(len(ws)):
-        h = h0 if k == 0 else outs[k - 1]
-        gemm(h[:n], False, ws[k], not wt, outs[k][:n], 1.0, 0.0)
-        _bias_act(outs[k], bs[k], n, codes[k], alphas[k])
-
-
-@njit(inline="always")
-def _backward(
-    h0: np.ndarray, n: int, ws: tuple, wt: bool, codes: tuple, alphas: tuple, outs: tuple, deltas: tuple,
-    glast: np.ndarray, gws: tuple, gt: bool, gbs: tuple,
-) -> None:  # fmt: skip
-    last = len(ws) - 1
-    for k in range(last, -1, -1):
-        g = glast if k == last else deltas[k]
-        _act_backward_bias(g, outs[k], gbs[k], n, codes[k], alphas[k])
-        h = h0 if k == 0 else outs[k - 1]
-        if gt:  # the gradient given transposed, (in, out)
-            gemm(h[:n], True, g[:n], False, gws[k], 1.0, 0.0)
-        else:
-            gemm(g[:n], True, h[:n], False, gws[k], 1.0, 0.0)
-        if k > 0:
-            gemm(g[:n], False, ws[k], wt, deltas[k - 1][:n], 1.0, 0.0)
-
-
-@njit(inline="always")
 def _weight(sw: np.ndarray, r: int) -> float:
     return 1.0 if sw.size == 0 else np.float64(sw[r])
 
 
-@njit(**_OPTS)
-def mlp_index(
-    x: np.ndarray, y: np.ndarray, sw: np.ndarray, idx: np.ndarray, n: int, gather: bool, ws: tuple, wt: bool,
-    bs: tuple, gws: tuple, gt: bool, gbs: tuple, codes: tuple, alphas: tuple, xb: np.ndarray, outs: tuple,
-    deltas: tuple, glast: np.ndarray, weight_sum: float,
-) -> tuple[float, int]:  # fmt: skip
-    """Softmax cross-entropy against class indices ``y``; returns (loss, count of bad row or class indices)."""
-    bad = _gather(x, idx, n, xb) if gather else 0
-    h0 = xb if gather else x
-    if bad:
-        return 0.0, bad
-    _forward(h0, n, ws, wt, bs, codes, alphas, outs)
-    z = outs[len(outs) - 1]
+@njit(inline="always")
+def _index_loss(z: np.ndarray, y: np.ndarray, sw: np.ndarray, idx: np.ndarray, n: int, gather: bool,
+                glast: np.ndarray, scale: float) -> tuple[float, int]:  # fmt: skip
+    """Softmax cross-entropy against class indices (negative ones count from the end): loss, bad labels."""
     t = z.dtype.type
     c = z.shape[1]
-    scale, loss = 1.0 / weight_sum, 0.0
+    loss, bad = 0.0, 0
     for i in range(n):
         r = idx[i] if gather else i
         label = y[r]
@@ -156,33 +85,21 @@ def mlp_index(
         m, s, lse = _softmax_row(z[i], glast[i])
         w = _weight(sw, r)
         loss -= w * (np.float64(z[i, label]) - m - lse)
-        ws_, sc = t(w), t(scale)
+        tw, ts = t(w), t(scale)
         for j in range(c):
-            glast[i, j] = t(t(glast[i, j] / s - (1.0 if j == label else 0.0)) * ws_) * sc
-    if bad:
-        return 0.0, bad
-    _backward(h0, n, ws, wt, codes, alphas, outs, deltas, glast, gws, gt, gbs)
-    return loss * scale, 0
+            glast[i, j] = t(t(glast[i, j] / s - (1.0 if j == label else 0.0)) * tw) * ts
+    return loss * scale, bad
 
 
-@njit(**_OPTS)
-def mlp_dense(
-    x: np.ndarray, y: np.ndarray, sw: np.ndarray, idx: np.ndarray, n: int, gather: bool, ws: tuple, wt: bool,
-    bs: tuple, gws: tuple, gt: bool, gbs: tuple, codes: tuple, alphas: tuple, xb: np.ndarray, outs: tuple,
-    deltas: tuple, glast: np.ndarray, weight_sum: float, kind: int,
-) -> tuple[float, int]:  # fmt: skip
-    """``kind``: SOFTMAX against probability rows, LOGISTIC (binary cross-entropy summed over outputs) or SQUARED
-    (half squared error averaged over outputs, its gradient not averaged); returns (loss, bad row indices)."""
-    bad = _gather(x, idx, n, xb) if gather else 0
-    h0 = xb if gather else x
-    if bad:
-        return 0.0, bad
-    _forward(h0, n, ws, wt, bs, codes, alphas, outs)
-    z = outs[len(outs) - 1]
+@njit(inline="always")
+def _dense_loss(z: np.ndarray, y: np.ndarray, sw: np.ndarray, idx: np.ndarray, n: int, gather: bool,
+                glast: np.ndarray, scale: float, kind: int) -> float:  # fmt: skip
+    """SOFTMAX against probability rows, LOGISTIC (binary cross-entropy summed over outputs) or SQUARED (half
+    squared error averaged over outputs, its gradient not averaged)."""
     t = z.dtype.type
     zero, one = t(0), t(1)
     c = z.shape[1]
-    scale, loss = 1.0 / weight_sum, 0.0
+    loss = 0.0
     for i in range(n):
         r = idx[i] if gather else i
         acc = 0.0
@@ -209,8 +126,78 @@ def mlp_dense(
             acc = 0.5 * acc / c
         w = _weight(sw, r)
         loss += w * acc
-        ws_, sc = t(w), t(scale)
+        tw, ts = t(w), t(scale)
         for j in range(c):
-            glast[i, j] = t(glast[i, j] * ws_) * sc
-    _backward(h0, n, ws, wt, codes, alphas, outs, deltas, glast, gws, gt, gbs)
-    return loss * scale, 0
+            glast[i, j] = t(glast[i, j] * tw) * ts
+    return loss * scale
+
+
+def _make(hidden: int, kind: int) -> Any:
+    # ``hidden`` and ``kind`` are constants of the compiled code: numba prunes the branches of the others
+    def mlp(
+        x: np.ndarray, y: np.ndarray, sw: np.ndarray, idx: np.ndarray, n: int, gather: bool, ws: tuple, wt: bool,
+        bs: tuple, gws: tuple, gt: bool, gbs: tuple, alpha: float, xb: np.ndarray, outs: tuple, deltas: tuple,
+        glast: np.ndarray, weight_sum: float,
+    ) -> tuple[float, int]:  # fmt: skip
+        """One batch: gather, forward, output loss, backward; returns (loss, count of bad row or class indices)."""
+        bad = _gather(x, idx, n, xb) if gather else 0
+        h0 = xb if gather else x
+        if bad:
+            return 0.0, bad
+        last = len(ws) - 1
+        for layer in range(last + 1):
+            h = h0 if layer == 0 else outs[layer - 1]
+            z, b = outs[layer][:n], bs[layer]
+            gemm(h[:n], False, ws[layer], not wt, z, 1.0, 0.0)
+            if layer == last or hidden == IDENTITY:
+                _FWD_IDENTITY(z, b, alpha)
+            elif hidden == RELU:
+                _FWD_RELU(z, b, alpha)
+            elif hidden == LEAKY_RELU:
+                _FWD_LEAKY(z, b, alpha)
+            elif hidden == SIGMOID:
+                _FWD_SIGMOID(z, b, alpha)
+            else:
+                _FWD_TANH(z, b, alpha)
+        z = outs[last][:n]
+        if kind == INDEX:
+            loss, bad = _index_loss(z, y, sw, idx, n, gather, glast, 1.0 / weight_sum)
+            if bad:
+                return 0.0, bad
+        else:
+            loss = _dense_loss(z, y, sw, idx, n, gather, glast, 1.0 / weight_sum, kind)
+        for layer in range(last, -1, -1):
+            g, s, db = (glast if layer == last else deltas[layer])[:n], outs[layer][:n], gbs[layer]
+            if layer == last or hidden == IDENTITY:
+                _BWD_IDENTITY(g, s, g, db, alpha)
+            elif hidden == RELU:
+                _BWD_RELU(g, s, g, db, alpha)
+            elif hidden == LEAKY_RELU:
+                _BWD_LEAKY(g, s, g, db, alpha)
+            elif hidden == SIGMOID:
+                _BWD_SIGMOID(g, s, g, db, alpha)
+            else:
+                _BWD_TANH(g, s, g, db, alpha)
+            h = (h0 if layer == 0 else outs[layer - 1])[:n]
+            if gt:  # the gradient given transposed, (in, out)
+                gemm(h, True, g, False, gws[layer], 1.0, 0.0)
+            else:
+                gemm(g, True, h, False, gws[layer], 1.0, 0.0)
+            if layer > 0:
+                gemm(g, False, ws[layer], wt, deltas[layer - 1][:n], 1.0, 0.0)
+        return loss, 0
+
+    mlp.__qualname__ = mlp.__name__ = f"mlp_{hidden}_{kind}"  # one cache entry per (hidden, kind)
+    return _njit(mlp, error_model="numpy", fastmath=set(FASTMATH))
+
+
+_KERNELS: dict[tuple[int, int], Any] = {}
+
+
+def kernel(hidden: int, kind: int) -> Any:
+    """The compiled batch kernel for hidden activation code ``hidden`` and output loss ``kind``, made once."""
+    key = (hidden, kind)
+    fn = _KERNELS.get(key)
+    if fn is None:
+        fn = _KERNELS[key] = _make(hidden, kind)
+    return fn

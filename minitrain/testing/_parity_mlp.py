@@ -42,21 +42,32 @@ def _run(be: Any, weights: list, args: tuple, kw: dict, workspace: dict | None) 
     return loss, gws, gbs
 
 
-def _mlp_loss_grad(c: Ctx) -> None:
+def _grid(dt: str) -> list[tuple[tuple, str, str, bool]]:
+    """(net, hidden activation, output, probability targets): every hidden activation and every output, each on
+    a few depths, without the full product (a compiled backend may build one kernel per combination)."""
     acts = ("relu", "tanh", "sigmoid", "leaky_relu", "identity", "gelu")  # gelu: a backend may defer to the reference
     assert set(acts) <= set(ACTIVATIONS)
-    cases = product(NETS, acts, OUTPUTS, (False, True))
-    for (n_in, hidden, n_out), act, output, weighted in cases:
-        for rows_kind, probs, column_major in (("none", False, True), ("perm", True, False), ("repeat", False, True)):
+    two, one, three, single = NETS[1], NETS[0], NETS[2], NETS[3]
+    grid = [(two, act, "softmax", False) for act in acts] if dt == "float32" else [(two, "relu", "softmax", False)]
+    grid += [(two, "relu", out, probs) for out in OUTPUTS for probs in (False, True) if probs or out != "softmax"]
+    grid += [(one, "relu", "softmax", False), (three, "relu", "softmax", False), (single, "tanh", "identity", False)]
+    return grid
+
+
+def _mlp_loss_grad(c: Ctx) -> None:
+    rows_kinds = ("none", "perm", "repeat")
+    for i, ((n_in, hidden, n_out), act, output, probs) in enumerate(_grid(c.dt)):
+        for weighted, rows_kind in product((False, True), rows_kinds):
+            column_major = (i + rows_kinds.index(rows_kind)) % 2 == 0  # Linear's layout, and row-major weights
             n_all = 9
             x, target = c.randn(n_all, n_in), _target(c, output, probs, n_all, n_out)
             sw = c.uniform(0.5, 2.0, n_all) if weighted else None
             rows = {"none": None, "perm": c.rng.permutation(n_all)[:7], "repeat": np.array([3, 3, 0, 8, 1])}[rows_kind]
             weights, biases = _net(c, n_in, hidden, n_out, column_major)
             acts = [act] * len(hidden) + ["identity"]
-            label = f"{n_in}-{'-'.join(map(str, hidden))}-{n_out} {act} {output} rows={rows_kind} weighted={weighted}"
+            label = f"{n_in}-{'-'.join(map(str, hidden))}-{n_out} {act} {output} probs={probs} rows={rows_kind}"
             kw = {"rows": rows, "sample_weight": sw, "alphas": [0.2] * len(acts)}
-            with c.check(f"mlp_loss_grad {label}"):
+            with c.check(f"mlp_loss_grad {label} weighted={weighted} column_major={column_major}"):
                 want = _run(c.ref, weights, (x, target, acts, output), {**kw, "biases": biases}, None)
                 workspace: dict = {}
                 for call in range(2):  # the second call reuses the workspace the first one filled
@@ -65,6 +76,15 @@ def _mlp_loss_grad(c: Ctx) -> None:
                     for k, (g, w) in enumerate(zip(got[1] + got[2], want[1] + want[2])):
                         name = f"weight_grads[{k}]" if k < len(weights) else f"bias_grads[{k - len(weights)}]"
                         c.close(f"{name} (call {call + 1})", g, c.ref.to_numpy(w))
+    with c.check("mlp_loss_grad: mixed hidden activations and an activated output layer"):
+        weights, biases = _net(c, 6, (5, 4), 3, True)
+        x, target = c.randn(9, 6), c.randn(9, 3)
+        for acts in (["relu", "tanh", "identity"], ["relu", "relu", "sigmoid"]):
+            want = _run(c.ref, weights, (x, target, acts, "identity"), {"biases": biases}, None)
+            got = _run(c.be, weights, (x, target, acts, "identity"), {"biases": biases}, {})
+            c.close(f"loss {acts}", np.asarray(got[0], c.dt), np.asarray(want[0], c.dt))
+            for g, w in zip(got[1] + got[2], want[1] + want[2]):
+                c.close(f"gradient {acts}", g, c.ref.to_numpy(w))
     with c.check("mlp_loss_grad: a row index out of bounds raises IndexError"):
         weights, biases = _net(c, 3, (4,), 2, True)
         try:
