@@ -26,6 +26,7 @@ class FusedMLPStep:
         self.linears = linears
         self.out_activation = out_activation
         self.backend = linears[0].backend
+        self._params = [(lin.weight, lin.bias) for lin in linears]  # their arrays are read at each step
         self._acts = tuple(lin.activation for lin in linears)
         self._alphas = tuple(float(lin.alpha) for lin in linears)
         self._workspace: dict[Any, Any] = {}
@@ -49,10 +50,10 @@ class FusedMLPStep:
         return self._loss_grad(data.X, data.y, rows, data.sample_weight, wsum)
 
     def _loss_grad(self, x: Any, y: Any, rows: Any, sw: Any, wsum: float) -> float:
-        lins = self.linears  # the Parameters' arrays are read at each step: they may be rebound between steps
+        params = self._params  # the Parameters' arrays are read at each step: they may be rebound between steps
         return self.backend.mlp_loss_grad(
-            x, y, [lin.weight.data for lin in lins], [lin.bias.data for lin in lins], self._acts, self.out_activation,
+            x, y, [w.data for w, _ in params], [b.data for _, b in params], self._acts, self.out_activation,
             rows=rows, sample_weight=sw, weight_sum=wsum, alphas=self._alphas,
-            weight_grads=[lin.weight.grad for lin in lins], bias_grads=[lin.bias.grad for lin in lins],
+            weight_grads=[w.grad for w, _ in params], bias_grads=[b.grad for _, b in params],
             workspace=self._workspace,
         )  # fmt: skip
