@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
 from minitrain import MLPClassifier, MLPRegressor, nn
@@ -140,3 +142,54 @@ def test_multiclass_targets_train_as_class_indices_bit_for_bit_as_one_hot_rows(b
     np.testing.assert_array_equal(getattr(codes, "loss_curve_", []), getattr(onehot, "loss_curve_", []))
     for a, b in zip(codes.coefs_ + codes.intercepts_, onehot.coefs_ + onehot.intercepts_, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _loss_grad(be, x, y, weights, biases, acts, output, **kw):
+    gws = [np.full_like(w, np.nan) for w in weights]
+    gbs = [np.full_like(b, np.nan) for b in biases]
+    loss = be.mlp_loss_grad(x, y, weights, biases, acts, output, weight_grads=gws, bias_grads=gbs, **kw)
+    return loss, gws, gbs
+
+
+@pytest.mark.parametrize("output", ["softmax", "logistic", "identity"])
+def test_gradients_match_finite_differences(backend, output):
+    rng = np.random.default_rng(5)
+    n, sizes = 6, (3, 4, 2)
+    x = rng.standard_normal((10, 3))
+    y = rng.integers(0, 2, 10) if output == "softmax" else (rng.random((10, 2)) < 0.5).astype(float)
+    weights = [np.asfortranarray(rng.standard_normal((o, i)) * 0.5) for i, o in itertools.pairwise(sizes)]
+    biases = [rng.standard_normal(o) * 0.1 for o in sizes[1:]]
+    rows, sw = np.array([4, 1, 7, 7, 0, 9]), rng.uniform(0.5, 2.0, 10)
+    kw = {"rows": rows, "sample_weight": sw, "weight_sum": float(sw[rows].sum()) + 1.0}
+
+    def loss(ws, bs):
+        return _loss_grad(backend, x, y, ws, bs, ["tanh", "identity"], output, **kw)[0]
+
+    _, gws, gbs = _loss_grad(backend, x, y, weights, biases, ["tanh", "identity"], output, **kw)
+    h = 1e-6
+    for params, grads, k in ((weights, gws, 0), (weights, gws, 1), (biases, gbs, 0), (biases, gbs, 1)):
+        for idx in list(np.ndindex(params[k].shape))[:n]:
+            plus = [p.copy(order="K") for p in params]
+            minus = [p.copy(order="K") for p in params]
+            plus[k][idx] += h
+            minus[k][idx] -= h
+            args = (plus, biases) if params is weights else (weights, plus)
+            margs = (minus, biases) if params is weights else (weights, minus)
+            numeric = (loss(*args) - loss(*margs)) / (2 * h)
+            if output == "identity":  # scikit-learn's squared loss averages over outputs, its gradient does not
+                numeric *= sizes[-1]
+            np.testing.assert_allclose(grads[k][idx], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_sparse_input_trains_as_its_dense_copy(backend):
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((90, 5)) * (rng.random((90, 5)) < 0.5)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    kw = {"hidden_layer_sizes": (6,), "max_iter": 4, "random_state": 0, "backend": backend.name}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = MLPClassifier(**kw).fit(X, y)
+        sparse = MLPClassifier(**kw).fit(sp.csr_matrix(X), y)
+    np.testing.assert_allclose(sparse.loss_curve_, dense.loss_curve_, rtol=1e-5)
+    for a, b in zip(sparse.coefs_, dense.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
