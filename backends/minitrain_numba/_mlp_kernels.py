@@ -1,19 +1,19 @@
 """Numba kernels of ``mlp_loss_grad``: a dense stack's batch, from gathering its rows to the last weight gradient,
 in one compiled call (imported with numba, on first use; see ``_mlp`` for when they run).
 
-``kernel(hidden, kind)`` makes the kernel of networks whose hidden layers share activation ``hidden`` (an
-activation code, a compile-time constant: only its loops are compiled) and whose output layer is affine; ``kind``
-is INDEX (softmax cross-entropy against class indices) or SOFTMAX, LOGISTIC, SQUARED against (n, c) targets. It
-gathers the batch's rows
-into ``xb`` (when ``gather``), run each layer as a GEMM into its output buffer (NumPy's own BLAS, ``_blas``)
-followed by one pass adding the bias and applying the activation, compute the output loss and its gradient in
-one pass over the logits, and run the backward pass: the activation's derivative and the bias gradient (float64
-column sums) in one pass, then the weight gradient's GEMM and the next layer's input gradient's GEMM. The
-arithmetic follows the reference's kernels (``_kernels``): the softmax row and the activations are the same
-functions, so results match it to float rounding. Buffers hold at least ``n`` rows (the batch is their first
-``n``); tuples hold one array per layer (the compiled code is specialized on the depth). Weights and weight
-gradients arrive row-major: as given (out, in), or transposed (in, out) when ``wt`` / ``gt`` (a column-major
-``Linear`` weight's transpose), so that one tuple type fits every layer.
+``kernel(hidden, kind)`` makes the kernel of networks whose hidden layers share activation ``hidden`` and whose
+output layer is affine; ``kind`` is INDEX (softmax cross-entropy against class indices) or SOFTMAX, LOGISTIC or
+SQUARED against (n, c) targets. Both are constants of the compiled code, so numba prunes the other branches and a
+kernel compiles (about 2 s) only for what it runs. A kernel gathers the batch's rows into ``xb`` (when
+``gather``), runs each layer as a GEMM into its output buffer (NumPy's own BLAS, ``_blas``) and one pass adding
+the bias and applying the activation, computes the output loss and its gradient in one pass over the logits, and
+runs the backward pass: the activation's derivative and the bias gradient (float64 column sums) in one pass, then
+the weight gradient's GEMM and the next layer's input gradient's GEMM. The elementwise passes are the activation
+kernels of ``_kernels`` that the reference path runs, and the softmax row is the same function, so results match
+the reference to float rounding. Buffers hold at least ``n`` rows (the batch is their first ``n``); tuples hold
+one array per layer (the compiled code is specialized on the depth). Weights and weight gradients arrive
+row-major: as given (out, in), or transposed (in, out) when ``wt`` / ``gt`` (a column-major ``Linear`` weight's
+transpose), so that one tuple type fits every layer.
 """
 
 from __future__ import annotations
