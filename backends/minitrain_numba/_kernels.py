@@ -185,6 +185,16 @@ def _softmax_row(x: np.ndarray, e: np.ndarray) -> tuple[float, float, float]:
     return m, s, math.log(s)
 
 
+@njit(inline="always")
+def _class_index(label: int, c: int) -> tuple[int, int]:
+    """The class index in [0, c) (a negative one counts from the end) and 1 if it is out of bounds (then 0)."""
+    if label < 0:
+        label += c
+    if label < 0 or label >= c:
+        return 0, 1
+    return label, 0
+
+
 @kernel
 def softmax_xent_index(
     x: np.ndarray, t: np.ndarray, w: np.ndarray, smoothing: float, loss: np.ndarray, grad: np.ndarray
@@ -195,12 +205,8 @@ def softmax_xent_index(
     on = 1.0 - smoothing + off
     bad = 0
     for i in prange(n):
-        k = t[i]
-        if k < 0:
-            k += c
-        if k < 0 or k >= c:
-            bad += 1
-            k = 0
+        k, wrong = _class_index(t[i], c)
+        bad += wrong
         m, s, lse = _softmax_row(x[i], grad[i])
         total_w = 0.0
         acc = 0.0

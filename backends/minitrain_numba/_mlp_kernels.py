@@ -26,7 +26,7 @@ from numba import njit
 
 from ._blas import gemm, register
 from ._jit import FASTMATH, _njit
-from ._kernels import CODES, IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH, _softmax_row, activation_kernel
+from ._kernels import CODES, IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH, _class_index, _softmax_row, activation_kernel
 
 #: Whether NumPy's BLAS could be registered for compiled code (else ``_mlp`` keeps the reference path).
 AVAILABLE = register()
@@ -76,12 +76,8 @@ def _index_loss(z: np.ndarray, y: np.ndarray, sw: np.ndarray, idx: np.ndarray, n
     loss, bad = 0.0, 0
     for i in range(n):
         r = idx[i] if gather else i
-        label = y[r]
-        if label < 0:
-            label += c
-        if label < 0 or label >= c:
-            bad += 1
-            label = 0
+        label, wrong = _class_index(y[r], c)
+        bad += wrong
         m, s, lse = _softmax_row(z[i], glast[i])
         w = _weight(sw, r)
         loss -= w * (np.float64(z[i, label]) - m - lse)
