@@ -110,7 +110,7 @@ class MLPMixin:
             return None
         width = x.shape[1]
         for w, b, gw, gb in zip(weights, biases, weight_grads, bias_grads):
-            if w.ndim != 2 or w.shape[1] != width or gw.shape != w.shape or b.shape != (w.shape[0],) != gb.shape:
+            if w.ndim != 2 or w.shape[1] != width or gw.shape != w.shape or not b.shape == gb.shape == (w.shape[0],):
                 return None
             width = w.shape[0]
         if output == "softmax" and type(target) is np.ndarray and target.ndim == 1 and target.dtype == np.int64:
