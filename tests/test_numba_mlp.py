@@ -106,3 +106,16 @@ def test_rebound_parameter_arrays_are_seen_at_the_next_call(nb):
         got, want = _loss_grad(nb, *args, workspace=workspace), _loss_grad(NumpyBackend(), *args)
         np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
         np.testing.assert_allclose(got[1][0], want[1][0], rtol=1e-5, atol=1e-7)
+
+
+def test_a_bias_gradient_of_the_wrong_shape_sends_the_batch_to_the_reference(nb, monkeypatch):
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((8, 4)).astype(np.float32), rng.integers(0, 3, 8)
+    weights, biases = _net(rng, (4, 6, 3), np.float32)
+    gws = [np.zeros_like(w) for w in weights]
+    gbs = [np.zeros(7, np.float32), np.zeros(3, np.float32)]  # the first layer has 6 biases
+    calls = []
+    monkeypatch.setattr(Backend, "mlp_loss_grad", lambda self, *a, **k: calls.append(1) or 0.0)
+    nb.mlp_loss_grad(x, y, weights, biases, ["relu", "identity"], "softmax", weight_grads=gws, bias_grads=gbs,
+                     workspace={})  # fmt: skip
+    assert calls == [1]
