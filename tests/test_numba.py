@@ -187,6 +187,33 @@ def test_unpickled_arrays_still_use_the_kernels(nb, monkeypatch):
     np.testing.assert_allclose(p, 0.9, rtol=1e-6)
 
 
+_DECAYING = {  # optimizer step: its state arguments (after p and g), then its options
+    "sgd_step": (1, {"lr": 0.1, "step": 2, "momentum": 0.9}),
+    "adam_step": (2, {"lr": 0.1, "step": 3}),
+    "rmsprop_step": (3, {"lr": 0.1, "momentum": 0.9, "centered": True}),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(_DECAYING))
+def test_decaying_state_is_flushed_to_zero_not_left_subnormal(nb, name, dtype):
+    """A zero gradient decays optimizer state into the subnormal range, where it stays (``4 * 2**-149 * 0.9``
+    rounds back to itself in float32) and makes every later step slow on Intel CPUs: the kernels store zero
+    there instead. The reference keeps the subnormals; the two agree to ``tiny``. NaN state stays NaN."""
+    info = np.finfo(dtype)
+    start = np.array([1.0005 * info.tiny, 4 * info.smallest_subnormal, info.tiny, np.nan], dtype)
+    n_state, kwargs = _DECAYING[name]
+    args = [np.ones(4, dtype), np.zeros(4, dtype), *[start.copy() for _ in range(n_state)]]
+    theirs = [a.copy() for a in args]
+    getattr(nb, name)(*args, **kwargs)
+    getattr(NumpyBackend(), name)(*theirs, **kwargs)
+    for mine, ref in zip(args[2:], theirs[2:]):
+        assert np.count_nonzero((ref != 0) & (np.abs(ref) < info.tiny)) == 3  # what the state decays to
+        np.testing.assert_array_equal(mine, [0, 0, 0, np.nan])
+        np.testing.assert_allclose(mine, ref, rtol=0, atol=info.tiny)
+    np.testing.assert_allclose(args[0], theirs[0], rtol=1e-6)
+
+
 def test_other_dtypes_fall_back_to_the_reference(nb):
     x = np.array([[-1.0, 2.0]], dtype=np.float16)
     assert nb.act(x, "relu").dtype == np.float16

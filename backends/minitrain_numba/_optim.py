@@ -4,14 +4,30 @@ Hyperparameters arrive as Python floats and are rounded to the buffers' dtype in
 NumPy reference's in-place updates with Python scalars do; the update follows the reference's order of
 operations, so results match it to float rounding. Optional state buffers that an option leaves unused
 are passed as empty arrays.
+
+State that decays geometrically (momentum, Adam's moments, RMSprop's averages) is flushed to zero once it
+falls below the dtype's smallest normal number (``np.finfo(dtype).tiny``), as a CPU in flush-to-zero mode
+stores it. Without that, a weight whose gradient is zero at every step (a dead ReLU unit, an input feature
+that is always 0, such as an image's border pixels) decays into the subnormal range and stays there:
+``4 * 2**-149 * 0.9`` rounds back to itself, so Adam's first moment never reaches zero. Arithmetic on
+subnormals takes a microcode assist on Intel cores: measured on a 2-core Xeon (Emerald Rapids), an Adam step
+over 234,752 float32 parameters took 161 us with none and 1,531 us with 6 % of its first moment subnormal. The
+flush changes a state value by less than ``tiny`` (1.2e-38 in float32) and leaves NaN and infinities as they
+are; the NumPy reference keeps subnormals, so the two agree to that absolute tolerance.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from ._jit import kernel
+
+
+@njit(inline="always")
+def _ftz(x: float, tiny: float) -> float:
+    """``x``, or zero where ``|x|`` is below ``tiny`` (a subnormal); NaN stays NaN (the comparison is False)."""
+    return x - x if abs(x) < tiny else x
 
 
 @kernel
@@ -30,6 +46,7 @@ def sgd(
     """SGD with momentum/Nesterov and L2/L1 penalties, in place (PyTorch's rule)."""
     t = p.dtype.type
     lr_, mom, damp, wd, l1_ = t(lr), t(momentum), t(1.0 - dampening), t(weight_decay), t(l1)
+    tiny = t(np.finfo(p.dtype).tiny)
     for i in prange(p.size):
         pi = p[i]
         gi = g[i]
@@ -38,7 +55,7 @@ def sgd(
         if l1 != 0.0:
             gi = gi + l1_ * np.sign(pi)
         if momentum != 0.0:
-            b = gi if first else buf[i] * mom + damp * gi
+            b = gi if first else _ftz(buf[i] * mom + damp * gi, tiny)
             buf[i] = b
             gi = gi + mom * b if nesterov else b
         p[i] = pi - lr_ * gi
@@ -63,6 +80,7 @@ def adam(
     t = p.dtype.type
     b1, b2, ob1, ob2 = t(beta1), t(beta2), t(1.0 - beta1), t(1.0 - beta2)
     eps_, c1, c2, wd, dec, l1_ = t(eps), t(step_size), t(inv_sqrt_bias2), t(weight_decay), t(decay), t(l1)
+    tiny = t(np.finfo(p.dtype).tiny)
     for i in prange(p.size):
         pi = p[i]
         if decay != 1.0:
@@ -72,8 +90,8 @@ def adam(
             gi = gi + wd * pi
         if l1 != 0.0:
             gi = gi + l1_ * np.sign(pi)
-        mi = m[i] * b1 + ob1 * gi
-        vi = v[i] * b2 + ob2 * (gi * gi)
+        mi = _ftz(m[i] * b1 + ob1 * gi, tiny)
+        vi = _ftz(v[i] * b2 + ob2 * (gi * gi), tiny)
         m[i] = mi
         v[i] = vi
         p[i] = pi - c1 * mi / (np.sqrt(vi) * c2 + eps_)
@@ -97,10 +115,11 @@ def rmsprop(
     """RMSprop (optionally centered, with momentum) in place."""
     t = p.dtype.type
     lr_, a, oa, eps_, mom, wd, l1_ = t(lr), t(alpha), t(1.0 - alpha), t(eps), t(momentum), t(weight_decay), t(l1)
+    tiny = t(np.finfo(p.dtype).tiny)
     if not centered and momentum == 0.0:  # the common case as a branch-free loop: the parallel build vectorizes it
         for i in prange(p.size):
             gi = g[i] + wd * p[i] + l1_ * np.sign(p[i]) if weight_decay != 0.0 or l1 != 0.0 else g[i]
-            s = sq[i] * a + oa * (gi * gi)
+            s = _ftz(sq[i] * a + oa * (gi * gi), tiny)
             sq[i] = s
             p[i] = p[i] - lr_ * (gi / (np.sqrt(s) + eps_))
         return
@@ -111,16 +130,16 @@ def rmsprop(
             gi = gi + wd * pi
         if l1 != 0.0:
             gi = gi + l1_ * np.sign(pi)
-        s = sq[i] * a + oa * (gi * gi)
+        s = _ftz(sq[i] * a + oa * (gi * gi), tiny)
         sq[i] = s
         if centered:
-            ga = gavg[i] * a + oa * gi
+            ga = _ftz(gavg[i] * a + oa * gi, tiny)
             gavg[i] = ga
             avg = np.sqrt(s - ga * ga) + eps_
         else:
             avg = np.sqrt(s) + eps_
         if momentum != 0.0:
-            b = buf[i] * mom + gi / avg
+            b = _ftz(buf[i] * mom + gi / avg, tiny)
             buf[i] = b
             p[i] = pi - lr_ * b
         else:
