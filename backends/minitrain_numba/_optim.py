@@ -5,16 +5,16 @@ NumPy reference's in-place updates with Python scalars do; the update follows th
 operations, so results match it to float rounding. Optional state buffers that an option leaves unused
 are passed as empty arrays.
 
-State that decays geometrically (momentum, Adam's moments, RMSprop's averages) is flushed to zero once it
-falls below the dtype's smallest normal number (``np.finfo(dtype).tiny``), as a CPU in flush-to-zero mode
-stores it. Without that, the state of a weight whose gradient became zero for good (a ReLU unit that died
-during training; a gradient zero from the start leaves the state exactly 0) decays into the subnormal range
-and stays there: ``4 * 2**-149 * 0.9`` rounds back to itself, so Adam's first moment never reaches zero.
-Arithmetic on subnormals takes a microcode assist on Intel cores: measured on a 2-core Xeon (Emerald Rapids),
-an Adam step over 234,752 float32 parameters with 6 % of its first moment subnormal took 1,531 us, and 198 us
-with the flush (188-197 us with no subnormals, either way). The
-flush changes a state value by less than ``tiny`` (1.2e-38 in float32) and leaves NaN and infinities as they
-are; the NumPy reference keeps subnormals, so the two agree to that absolute tolerance.
+State that decays geometrically (momentum, Adam's moments, RMSprop's averages) is flushed to zero once it falls
+below the dtype's smallest normal number (``np.finfo(dtype).tiny``), as a CPU in flush-to-zero mode stores it.
+Without that, the state of a weight whose gradient became zero for good (a ReLU unit that died during training;
+a gradient zero from the start leaves the state exactly 0) decays into the subnormal range and stays there: ``4
+* 2**-149 * 0.9`` rounds back to itself, so Adam's first moment never reaches zero. Arithmetic on subnormals
+takes a microcode assist on Intel cores: measured on a 2-core Xeon (Emerald Rapids), an Adam step over 234,752
+float32 parameters with 6 % of its first moment subnormal took 1,531 us, and 198 us with the flush (188-197 us
+with no subnormals, either way). The flush changes a state value by less than ``tiny`` (1.2e-38 in float32) and
+leaves NaN and infinities as they are; the NumPy reference keeps subnormals, so the two agree to that absolute
+tolerance.
 """
 
 from __future__ import annotations
