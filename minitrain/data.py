@@ -54,7 +54,7 @@ class ArrayDataset:
     def __len__(self) -> int:
         return self.n_samples
 
-    def _take(self, key: str, a: Any, idx: Any) -> Any:
+    def _gather(self, key: str, a: Any, idx: Any) -> Any:
         """Gather rows ``idx`` of ``a`` into a buffer reused across batches of the same length."""
         n = idx.shape[0]
         buf = self._buffers.get((key, n))
@@ -65,6 +65,36 @@ class ArrayDataset:
             return np.take(a, idx, axis=0, out=buf, mode="clip")
         return xp.take(a, idx, axis=0, out=buf)
 
+    def take(self, rows: slice | Any) -> tuple[Any, Any, Any]:
+        """``(X_batch, y_batch, sample_weight_batch)`` of the samples ``rows``.
+
+        ``rows`` is a slice (the samples in place, as views) or an integer index array, host or backend
+        (the samples gathered into buffers reused across batches of the same length: consume a batch before
+        taking the next). Sparse ``X`` is densified on its way to the backend. Missing parts are None.
+        """
+        be = self.backend
+        if isinstance(rows, slice):
+            xb = be.asarray(self.X[rows].toarray()) if self.sparse else self.X[rows]
+            yb = None if self.y is None else self.y[rows]
+            wb = None if self.sample_weight is None else self.sample_weight[rows]
+            return xb, yb, wb
+        if self.sparse:
+            xb = be.asarray(self.X[be.to_numpy(rows)].toarray())
+        idx = be.asarray(rows)
+        if not self.sparse:
+            xb = self._gather("X", self.X, idx)
+        yb = None if self.y is None else self._gather("y", self.y, idx)
+        wb = None if self.sample_weight is None else self._gather("w", self.sample_weight, idx)
+        return xb, yb, wb
+
+    def weight_sum(self, rows: slice | Any) -> float:
+        """The summed sample weight of the samples ``rows`` (their number when there are no weights)."""
+        if self.sample_weight is None:
+            if isinstance(rows, slice):
+                return float(len(range(*rows.indices(self.n_samples))))
+            return float(rows.shape[0])
+        return float(self.sample_weight[rows].sum())
+
     def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[tuple[Any, Any, Any, float]]:
         """Yield ``(X_batch, y_batch, sample_weight_batch, weight_sum)`` over the samples.
 
@@ -73,39 +103,13 @@ class ArrayDataset:
         length when there are no weights). Yielded buffers are reused: consume a batch before
         asking for the next.
         """
-        be = self.backend
         n = self.n_samples
-        dev_order = None if order is None or self.sparse else be.asarray(np.asarray(order, dtype=np.intp))
+        dev_order = None if order is None else self.backend.asarray(np.asarray(order, dtype=np.intp))
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            if order is None:
-                sl = slice(start, stop)
-                xb = be.asarray(self.X[sl].toarray()) if self.sparse else self.X[sl]
-                yb = None if self.y is None else self.y[sl]
-                wb = None if self.sample_weight is None else self.sample_weight[sl]
-            else:
-                idx = dev_order[start:stop] if dev_order is not None else be.asarray(order[start:stop])
-                if self.sparse:
-                    xb = be.asarray(self.X[order[start:stop]].toarray())
-                else:
-                    xb = self._take("X", self.X, idx)
-                yb = None if self.y is None else self._take("y", self.y, idx)
-                wb = None if self.sample_weight is None else self._take("w", self.sample_weight, idx)
-            yield xb, yb, wb, float(stop - start) if wb is None else float(wb.sum())
-
-    def row_batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[tuple[Any, int, float]]:
-        """Yield ``(rows, n, weight_sum)`` for the batches :meth:`batches` would gather, without gathering them.
-
-        ``rows`` are the batch's sample indices (a slice of ``order`` on the backend), or a slice of the samples
-        in place when ``order`` is None; ``n`` is the batch length, ``weight_sum`` its summed sample weight.
-        """
-        n_samples = self.n_samples
-        dev_order = None if order is None else self.backend.asarray(np.asarray(order, dtype=np.intp))
-        sw = self.sample_weight
-        for start in range(0, n_samples, batch_size):
-            stop = min(start + batch_size, n_samples)
             rows = slice(start, stop) if dev_order is None else dev_order[start:stop]
-            yield rows, stop - start, float(stop - start) if sw is None else float(sw[rows].sum())
+            xb, yb, wb = self.take(rows)
+            yield xb, yb, wb, float(stop - start) if wb is None else float(wb.sum())
 
 
 def train_valid_split(

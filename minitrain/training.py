@@ -46,11 +46,11 @@ class Trainer:
         (a regularizer whose gradient the optimizer applies, e.g. through ``weight_decay``).
     estimator : object, optional
         The estimator being fitted, for callbacks that need it.
-    forward_backward : callable ``(x_batch, y_batch, sample_weight_batch, weight_sum) -> float``, optional
-        Replaces the autograd step (forward, ``criterion``, backward): it returns the batch loss and sets the
-        gradient of every parameter the optimizer updates. ``criterion`` still computes validation losses. If it
-        has a method ``rows(dataset, rows, weight_sum) -> float``, dense batches are handed to that instead,
-        ungathered (``rows``: the batch's sample indices, or a slice of samples in place).
+    forward_backward : callable ``(dataset, rows, weight_sum) -> float``, optional
+        Replaces the autograd step (gather the batch, forward, ``criterion``, backward): it returns the loss of the
+        samples ``rows`` of ``dataset`` (a slice of samples in place, or an index array on the dataset's backend)
+        and sets the gradient of every parameter the optimizer updates; ``dataset.take(rows)`` gathers them if it
+        needs them gathered. ``criterion`` still computes validation losses.
 
     Examples
     --------
@@ -79,7 +79,7 @@ class Trainer:
         score_fn: Callable[[ArrayDataset], float] | None = None,
         penalty: Callable[[float], float] | None = None,
         estimator: Any = None,
-        forward_backward: Callable[[Any, Any, Any, float], float] | None = None,
+        forward_backward: Callable[[ArrayDataset, Any, float], float] | None = None,
     ) -> None:
         self.module = module
         self.criterion = criterion
@@ -182,18 +182,13 @@ class Trainer:
             self.random_state.shuffle(perm)  # what sklearn.utils.shuffle draws, without its input checks
             order = self._order = self._order[perm]
         total = 0.0
-        rows_step = None if train.sparse else getattr(self.forward_backward, "rows", None)
-        if rows_step is not None:  # the step gathers each batch itself
-            batches = (
-                (rows_step, (train, rows, wsum), n) for rows, n, wsum in train.row_batches(self.batch_size, order)
-            )
-        else:
-            batches = (
-                (self._step_fn, (xb, yb, wb, wsum), xb.shape[0])
-                for xb, yb, wb, wsum in train.batches(self.batch_size, order)
-            )
-        for i, (fn, args, n) in enumerate(batches):
-            loss = self._train_step(fn, args)
+        step = self._autograd_step if self.forward_backward is None else self.forward_backward
+        n_samples = train.n_samples
+        all_rows = None if order is None else train.backend.asarray(order)
+        for i, start in enumerate(range(0, n_samples, self.batch_size)):
+            stop = min(start + self.batch_size, n_samples)
+            rows = slice(start, stop) if all_rows is None else all_rows[start:stop]
+            loss = self._train_step(step, train, rows)
             if not math.isfinite(loss):
                 self.set_weights(last_finite)
                 raise NonFiniteLossError(
@@ -201,8 +196,8 @@ class Trainer:
                     f"weights it had after epoch {self.epoch - 1}. Scale the inputs (e.g. StandardScaler) or lower "
                     "the learning rate."
                 )
-            total += loss * n
-            self.n_samples_seen += n
+            total += loss * (stop - start)
+            self.n_samples_seen += stop - start
             self._call("on_batch_end", i, loss)
         self.history.record("train_loss", total / max(train.n_samples, 1))
         if valid is not None:
@@ -213,21 +208,21 @@ class Trainer:
         self.history.record("duration", time.perf_counter() - start)
         self._call("on_epoch_end")
 
-    def _step_fn(self, xb: Any, yb: Any, wb: Any, wsum: float) -> float:
-        """Loss of a gathered batch, with every parameter's gradient set: ``forward_backward`` or autograd."""
-        if self.forward_backward is not None:
-            return self.forward_backward(xb, yb, wb, wsum)
+    def _autograd_step(self, data: ArrayDataset, rows: Any, weight_sum: float) -> float:
+        """Loss of the batch ``rows`` of ``data``, every parameter's gradient set through the autograd graph."""
+        xb, yb, wb = data.take(rows)
         self.optimizer.zero_grad()
         out = self.module(Tensor._make(xb, self.module.backend))
-        loss = self.criterion(out, yb, wb, wsum)
+        loss = self.criterion(out, yb, wb, weight_sum)
         loss.backward()
         return float(loss.data)
 
-    def _train_step(self, fn: Callable[..., float], args: tuple[Any, ...]) -> float:
+    def _train_step(self, step: Callable[[ArrayDataset, Any, float], float], data: ArrayDataset, rows: Any) -> float:
+        weight_sum = data.weight_sum(rows)
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller, not warned
-            value = fn(*args)
+            value = step(data, rows, weight_sum)
             if self.penalty is not None:
-                value += self.penalty(args[-1])
+                value += self.penalty(weight_sum)
             self.optimizer.step()
         return value
 

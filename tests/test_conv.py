@@ -12,6 +12,7 @@ import minitrain as mt
 from minitrain import functional as F
 from minitrain import losses, nn, optim
 from minitrain.backend import NumpyBackend
+from minitrain.backend.base import geometry2d
 from minitrain.testing import check_backend, gradcheck
 
 #: (x shape, (out_channels, kh, kw), stride, padding)
@@ -344,7 +345,7 @@ def test_parity_case_catches_a_maxpool_that_breaks_ties_toward_the_last_max():
 
         def maxpool2d(self, x, *, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)):
             y, argmax = super().maxpool2d(x, kernel_size=kernel_size, stride=stride, padding=padding)
-            windows = self._pool_stack(x, self._pool_grid(x.shape, kernel_size, stride, padding), -np.inf)
+            windows = self._pool_stack(x, geometry2d(x.shape, kernel_size, stride, padding), -np.inf)
             offsets = np.arange(len(windows))[:, None]
             last = (offsets * (windows == y.reshape(1, -1))).max(axis=0)
             return y, last.astype(argmax.dtype).reshape(argmax.shape)

@@ -11,9 +11,11 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
 from minitrain import MLPClassifier, MLPRegressor, nn
+from minitrain.data import ArrayDataset
 from minitrain.estimators import _mlp_step
-from minitrain.estimators._mlp_core import build_network, output_loss
-from minitrain.estimators._mlp_step import FusedMLPStep
+from minitrain.estimators._mlp_core import build_network
+from minitrain.estimators._mlp_losses import output_loss
+from minitrain.estimators._mlp_step import MLPStep, reference_loss_grad
 
 CASES = [  # hidden activation, output activation, hidden layers
     ("relu", "softmax", (7, 5)),
@@ -57,7 +59,7 @@ def _autograd(module, x, y, w, wsum, out_act):
 @pytest.mark.parametrize(("act", "out_act", "hidden"), CASES)
 def test_loss_and_gradients_equal_the_autograd_graph(backend, rng, act, out_act, hidden, weighted, dtype):
     module = _network(backend, act, hidden, dtype)
-    step = FusedMLPStep.for_module(module, out_act)
+    step = MLPStep.for_module(module, out_act)
     for n in (9, 4, 9):  # a batch length, a shorter last batch, the first length again (reused buffers)
         x = backend.asarray(rng.standard_normal((n, 6)).astype(dtype))
         y = backend.asarray(_targets(rng, out_act, n, 4).astype(dtype))
@@ -66,7 +68,8 @@ def test_loss_and_gradients_equal_the_autograd_graph(backend, rng, act, out_act,
         ref_loss, ref_grads = _autograd(module, x, y, w, wsum, out_act)
         for p in module.parameters():
             p.grad[...] = np.nan  # the step sets every gradient: nothing may survive from before
-        loss = step(x, y, w, wsum)
+        data = ArrayDataset(x, y, w, backend=backend, dtype=dtype)
+        loss = step(data, slice(0, n) if n == 4 else np.arange(n)[::-1].copy(), wsum)
         rtol = 1e-5 if dtype == "float32" else 1e-12
         np.testing.assert_allclose(loss, ref_loss, rtol=rtol)
         for p, ref in zip(module.parameters(), ref_grads, strict=True):
@@ -74,11 +77,11 @@ def test_loss_and_gradients_equal_the_autograd_graph(backend, rng, act, out_act,
 
 
 def test_networks_with_other_layers_train_through_autograd(backend):
-    assert FusedMLPStep.for_module(_network(backend, "relu", (5,), "float32"), "softmax") is not None
-    assert FusedMLPStep.for_module(_network(backend, "relu", (5,), "float32", batch_norm=True), "softmax") is None
-    assert FusedMLPStep.for_module(_network(backend, "relu", (5,), "float32", dropout=0.2), "softmax") is None
+    assert MLPStep.for_module(_network(backend, "relu", (5,), "float32"), "softmax") is not None
+    assert MLPStep.for_module(_network(backend, "relu", (5,), "float32", batch_norm=True), "softmax") is None
+    assert MLPStep.for_module(_network(backend, "relu", (5,), "float32", dropout=0.2), "softmax") is None
     no_bias = nn.Sequential(nn.Linear(3, 2, bias=False, backend=backend), backend=backend)
-    assert FusedMLPStep.for_module(no_bias, "softmax") is None
+    assert MLPStep.for_module(no_bias, "softmax") is None
 
 
 @pytest.mark.parametrize(
@@ -95,20 +98,20 @@ def test_estimators_fit_the_same_model_with_and_without_the_fused_step(backend, 
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0) if cls is MLPClassifier else X @ rng.standard_normal(5)
     kw = {"hidden_layer_sizes": (8, 6), "max_iter": 6, "random_state": 0, "backend": backend.name, **params}
     calls = []
-    real = FusedMLPStep.for_module
+    real = MLPStep.for_module
 
     def counted(module, out_act):
         step = real(module, out_act)
         calls.append(step)
         return step
 
-    monkeypatch.setattr(_mlp_step.FusedMLPStep, "for_module", staticmethod(counted))
+    monkeypatch.setattr(_mlp_step.MLPStep, "for_module", staticmethod(counted))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         fused = cls(**kw).fit(X, y)
-        monkeypatch.setattr(_mlp_step.FusedMLPStep, "for_module", staticmethod(lambda module, out_act: None))
+        monkeypatch.setattr(_mlp_step.MLPStep, "for_module", staticmethod(lambda module, out_act: None))
         graph = cls(**kw).fit(X, y)
-    assert calls and all(isinstance(s, FusedMLPStep) for s in calls)
+    assert calls and all(isinstance(s, MLPStep) for s in calls)
     np.testing.assert_allclose(fused.loss_curve_, graph.loss_curve_, rtol=1e-5)
     for a, b in zip(fused.coefs_ + fused.intercepts_, graph.coefs_ + graph.intercepts_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
@@ -145,10 +148,13 @@ def test_multiclass_targets_train_as_class_indices_bit_for_bit_as_one_hot_rows(b
 
 
 def _loss_grad(be, x, y, weights, biases, acts, output, **kw):
+    """The step as MLPStep runs it on ``be``: the backend's extension where it applies, else the reference."""
     gws = [np.full_like(w, np.nan) for w in weights]
     gbs = [np.full_like(b, np.nan) for b in biases]
-    loss = be.mlp_loss_grad(x, y, weights, biases, acts, output, weight_grads=gws, bias_grads=gbs, **kw)
-    return loss, gws, gbs
+    args, kw = (x, y, weights, biases, acts, output), {**kw, "weight_grads": gws, "bias_grads": gbs}
+    fast = be.extension("mlp_loss_grad")
+    loss = NotImplemented if fast is None else fast(be, *args, **kw)
+    return reference_loss_grad(be, *args, **kw) if loss is NotImplemented else loss, gws, gbs
 
 
 @pytest.mark.parametrize("output", ["softmax", "logistic", "identity"])

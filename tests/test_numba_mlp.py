@@ -1,5 +1,5 @@
-"""The Numba backend's ``mlp_loss_grad``: NumPy's BLAS from compiled code, the compiled path really used, its
-fallbacks, finite-difference gradients, and the estimators' results with and without it."""
+"""The Numba backend's extension ``mlp_loss_grad``: NumPy's BLAS from compiled code, the compiled path really
+used, where it declines (the estimators' reference step runs), and the estimators' results with and without it."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from minitrain import MLPClassifier, MLPRegressor
-from minitrain.backend import Backend, NumpyBackend, get_backend
+from minitrain.backend import NumpyBackend, get_backend
+from minitrain.estimators import _mlp_step
 
 pytest.importorskip("numba")
-from minitrain_numba import _blas, _mlp_kernels
+from minitrain_numba import _blas, _mlp, _mlp_kernels
 
 
 @pytest.fixture
@@ -29,10 +30,18 @@ def _net(rng, sizes, dtype, column_major=True):
 
 
 def _loss_grad(be, x, y, weights, biases, acts, output, **kw):
+    """The step as the MLP estimators run it: the backend's extension, else the reference composition."""
     gws = [np.full_like(w, np.nan) for w in weights]
     gbs = [np.full_like(b, np.nan) for b in biases]
-    loss = be.mlp_loss_grad(x, y, weights, biases, acts, output, weight_grads=gws, bias_grads=gbs, **kw)
-    return loss, gws, gbs
+    args, kw = (x, y, weights, biases, acts, output), {**kw, "weight_grads": gws, "bias_grads": gbs}
+    fast = be.extension("mlp_loss_grad")
+    loss = NotImplemented if fast is None else fast(be, *args, **kw)
+    return _mlp_step.reference_loss_grad(be, *args, **kw) if loss is NotImplemented else loss, gws, gbs
+
+
+def test_the_backend_offers_the_extension(nb):
+    assert nb.extension("mlp_loss_grad") is _mlp.mlp_loss_grad
+    assert NumpyBackend().extension("mlp_loss_grad") is None
 
 
 def test_numpys_own_blas_is_registered_for_compiled_code():
@@ -62,9 +71,9 @@ def test_compiled_gemm_matches_matmul_for_every_layout(dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_estimators_train_through_the_compiled_kernel(nb, monkeypatch, dtype):
     def fell_back(*args, **kwargs):
-        raise AssertionError("the reference mlp_loss_grad ran")
+        raise AssertionError("the reference step ran")
 
-    monkeypatch.setattr(Backend, "mlp_loss_grad", fell_back)
+    monkeypatch.setattr(_mlp_step, "reference_loss_grad", fell_back)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((120, 6))
     with warnings.catch_warnings():
@@ -86,11 +95,9 @@ def test_without_numpys_blas_the_reference_runs(nb, monkeypatch):
     args = (x, y, weights, biases, ["relu", "identity"], "softmax")
     want = _loss_grad(NumpyBackend(), *args)
     monkeypatch.setattr(_mlp_kernels, "AVAILABLE", False)
-    calls = []
-    real = Backend.mlp_loss_grad
-    monkeypatch.setattr(Backend, "mlp_loss_grad", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    gws, gbs = [np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases]
+    assert _mlp.mlp_loss_grad(nb, *args, weight_grads=gws, bias_grads=gbs, workspace={}) is NotImplemented
     got = _loss_grad(nb, *args, workspace={})
-    assert calls == [1]
     np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
     for g, w in zip(got[1] + got[2], want[1] + want[2]):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
@@ -108,14 +115,13 @@ def test_rebound_parameter_arrays_are_seen_at_the_next_call(nb):
         np.testing.assert_allclose(got[1][0], want[1][0], rtol=1e-5, atol=1e-7)
 
 
-def test_a_bias_gradient_of_the_wrong_shape_sends_the_batch_to_the_reference(nb, monkeypatch):
+def test_a_bias_gradient_of_the_wrong_shape_sends_the_batch_to_the_reference(nb):
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((8, 4)).astype(np.float32), rng.integers(0, 3, 8)
     weights, biases = _net(rng, (4, 6, 3), np.float32)
     gws = [np.zeros_like(w) for w in weights]
     gbs = [np.zeros(7, np.float32), np.zeros(3, np.float32)]  # the first layer has 6 biases
-    calls = []
-    monkeypatch.setattr(Backend, "mlp_loss_grad", lambda self, *a, **k: calls.append(1) or 0.0)
-    nb.mlp_loss_grad(x, y, weights, biases, ["relu", "identity"], "softmax", weight_grads=gws, bias_grads=gbs,
-                     workspace={})  # fmt: skip
-    assert calls == [1]
+    got = _mlp.mlp_loss_grad(
+        nb, x, y, weights, biases, ["relu", "identity"], "softmax", weight_grads=gws, bias_grads=gbs, workspace={}
+    )
+    assert got is NotImplemented

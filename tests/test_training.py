@@ -269,15 +269,16 @@ def test_forward_backward_replaces_the_autograd_step():
     before = _weights(trainer)
     seen = []
 
-    def forward_backward(xb, yb, wb, wsum):
-        seen.append(xb.shape[0])
+    def forward_backward(data, rows, wsum):
+        xb, _, _ = data.take(rows)  # the step gathers its own batch
+        seen.append((xb.shape[0], wsum))
         for p in model.parameters():
             p.grad[...] = 1.0  # a constant gradient: SGD moves every parameter by -lr per step
         return 2.0
 
     trainer.forward_backward = forward_backward
     trainer.fit(_data(), epochs=1)
-    assert seen == [8, 8, 8, 6]
+    assert seen == [(8, 8.0), (8, 8.0), (8, 8.0), (6, 6.0)]
     assert trainer.history[-1, "train_loss"] == 2.0
     for a, b in zip(_weights(trainer), before, strict=True):
         np.testing.assert_allclose(a, b - 4 * 0.05, atol=1e-6)

@@ -176,28 +176,30 @@ class LSTMStep(Bench):
 
 
 class MLPLossGrad(Bench):
-    """``mlp_loss_grad``: one training batch of the MLP 784-256-128-10 (gather, forward, softmax loss, backward)."""
+    """The MLP estimators' fused step (``MLPStep``: the backend's ``mlp_loss_grad`` extension, else the reference
+    composition): one training batch of the MLP 784-256-128-10 (gather, forward, softmax loss, backward)."""
 
     params = (BACKENDS, [128, 512])
     param_names = ["backend", "batch"]
 
     def setup(self, backend, batch):
+        from minitrain import nn
+        from minitrain.data import ArrayDataset
+        from minitrain.estimators._mlp_step import MLPStep
+
         self.be = be = backend_or_skip(backend)
         rng = np.random.default_rng(0)
-        sizes = (784, 256, 128, 10)
-        self.x, self.y = _randn(be, 10_000, 784), be.asarray(rng.integers(0, 10, 10_000))
+        X, y = rng.standard_normal((10_000, 784), dtype=np.float32), rng.integers(0, 10, 10_000)
+        self.data = ArrayDataset(X, y, backend=be)
         self.rows = be.asarray(rng.permutation(10_000)[:batch])
-        shapes = list(zip(sizes[1:], sizes[:-1]))
-        self.w = [be.asarray(np.asfortranarray(rng.standard_normal(s, dtype=np.float32) * 0.05)) for s in shapes]
-        self.b = [_randn(be, o) for o, _ in shapes]
-        self.gw = [be.asarray(np.asfortranarray(np.empty(s, np.float32))) for s in shapes]
-        self.gb = [be.alloc((o,), "float32", fill=None) for o, _ in shapes]
-        self.workspace = {}
+        net = nn.Sequential(
+            nn.Linear(784, 256, activation="relu", backend=be), nn.Linear(256, 128, activation="relu", backend=be),
+            nn.Linear(128, 10, backend=be), backend=be,
+        )  # fmt: skip
+        net.flat_parameters()
+        self.step = MLPStep.for_module(net, "softmax")
         self.time_mlp_loss_grad(backend, batch)
 
     def time_mlp_loss_grad(self, backend, batch):
-        self.be.mlp_loss_grad(
-            self.x, self.y, self.w, self.b, ("relu", "relu", "identity"), "softmax", rows=self.rows,
-            weight_grads=self.gw, bias_grads=self.gb, workspace=self.workspace,
-        )  # fmt: skip
+        self.step(self.data, self.rows, float(batch))
         self.be.synchronize()

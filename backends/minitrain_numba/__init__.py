@@ -6,29 +6,30 @@ reference (``Backend``). How kernels are compiled and threaded (serial for small
 for large) is described in ``_jit``.
 
 GEMMs run on NumPy's BLAS: the GEMM writes the layer output and one in-place pass adds the bias and applies
-the activation. Compiled code that needs GEMMs (``mlp_loss_grad``, from ``MLPMixin``) calls the very OpenBLAS
-functions ``np.matmul`` calls (``_blas``), never SciPy's BLAS bindings: SciPy loads a second OpenBLAS whose
-idle threads spin against NumPy's (interleaving the two made training 2-6x slower on 2 cores).
+the activation. Compiled code that needs GEMMs (the ``mlp_loss_grad`` extension, in ``_mlp``) calls the very
+OpenBLAS functions ``np.matmul`` calls (``_blas``), never SciPy's BLAS bindings: SciPy loads a second OpenBLAS
+whose idle threads spin against NumPy's (see docs/performance.md).
 
 Allocation: kernels write into ``out=`` buffers where given, build results in place (the dropout mask in the
 random draws' buffer, the bias and activation in the GEMM output), and read cached constant vectors (a missing
 bias, unit class weights); the arrays a step hands to the graph are new each step, which NumPy's allocator
-serves from the blocks the previous step freed (about 0.7 us each, no page faults measured), so a buffer pool
-would not pay for its hazards.
+serves from the blocks the previous step freed, so a buffer pool would not pay for its hazards.
+
+Each override returns ``NotImplemented`` for arguments its compiled code does not take (other dtypes or
+array types, shapes it does not handle); the NumPy reference (``Backend``) then runs with the same arguments.
 """
 
 from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from minitrain.backend.base import NEEDS_PREACTIVATION, Backend, canonical_activation
 
 from ._conv import ConvMixin
-from ._mlp import MLPMixin
 from ._recurrent import RecurrentMixin
 from ._util import _FLOATS, _constant, _dtype, _finish, _flat_in, _flat_out, _load, _order, _vector
 
@@ -43,13 +44,13 @@ def _o() -> ModuleType:
     return _load("_optim")
 
 
-class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
+class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
     """JIT-compiled CPU kernels; the NumPy reference for everything it does not override.
 
     Overrides the fused activation kernels and their backward (with the bias gradient), the losses, dropout,
-    batchnorm, the optimizer steps, (from ``MLPMixin``) a dense stack's whole training batch in one compiled call,
-    (from ``ConvMixin``) convolution im2col / col2im and max / average pooling, and (from ``RecurrentMixin``) the
-    LSTM and GRU steps and their backward with single-pass Numba loops.
+    batchnorm, the optimizer steps, (from ``ConvMixin``) convolution im2col / col2im and max / average pooling,
+    and (from ``RecurrentMixin``) the LSTM and GRU steps and their backward with single-pass Numba loops; offers
+    the extension ``mlp_loss_grad``, a dense stack's whole training batch in one compiled call (``_mlp``).
     Arrays are NumPy arrays, so data moves to and from this backend for free.
 
     Examples
@@ -61,6 +62,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
     """
 
     name = "numba"
+    extensions: ClassVar[dict[str, Any]] = {"mlp_loss_grad": "minitrain_numba._mlp:mlp_loss_grad"}
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:
@@ -77,7 +79,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         name = canonical_activation(activation)
         dt = _dtype(z, out)
         if dt is None or name == "identity" or (out is not None and out.shape != z.shape):
-            return super().act(z, name, alpha=alpha, out=out)
+            return NotImplemented
         order = _order(z)
         zf = _flat_in(z, order)
         result, of, temp = _flat_out(out, z.shape, dt, order)
@@ -95,11 +97,11 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         name = canonical_activation(activation)
         dt = _dtype(x, w, b, out)
         if dt is None or x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
-            return super().affine_act(x, w, b, name, alpha=alpha, out=out)
+            return NotImplemented
         n, o = x.shape[0], w.shape[0]
         bias = _vector(b, o, dt, 0.0)
         if bias is None or (out is not None and out.shape != (n, o)):
-            return super().affine_act(x, w, b, name, alpha=alpha, out=out)
+            return NotImplemented
         keep_z = name in NEEDS_PREACTIVATION
         direct = out is not None and not keep_z and out.flags.c_contiguous
         z = out if direct else np.empty((n, o), dt)
@@ -129,7 +131,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
             or src.shape != grad.shape
             or (out is not None and out.shape != grad.shape)
         ):
-            return super().act_backward(grad, y, z, name, alpha=alpha, out=out)
+            return NotImplemented
         order = _order(grad)
         gf, sf = _flat_in(grad, order), _flat_in(src, order)
         k = _k()
@@ -146,9 +148,8 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
     ) -> tuple[Any, Any]:  # fmt: skip
         """``act_backward`` and the bias gradient (column sums, float64 accumulators) in one pass over rows.
 
-        Measured on 2 cores, float32 (128, 256) relu, in place: 4.6-6.2 us against 14-20 us for the reference's
-        multiply and sum. With ``out`` being ``grad`` it runs a kernel that writes ``grad`` only: LLVM does
-        not vectorize a loop whose output may overlap its input (28 us).
+        With ``out`` being ``grad`` it runs a kernel that writes ``grad`` only: LLVM does not vectorize a loop
+        whose output may overlap its input.
         """
         name = canonical_activation(activation)
         src = grad if name == "identity" else z if name in NEEDS_PREACTIVATION else y
@@ -164,7 +165,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
             or (out is not None and out is not grad and np.may_share_memory(out, grad))
             or (bias_grad is not None and (bias_grad.shape != (c,) or not bias_grad.flags.c_contiguous))
         ):
-            return super().bias_act_backward(grad, y, z, name, alpha=alpha, out=out, bias_grad=bias_grad)
+            return NotImplemented
         db = np.empty(c, dt) if bias_grad is None else bias_grad
         k = _k()
         if out is grad:
@@ -187,12 +188,12 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         """
         dt = _dtype(logits)
         if dt is None or logits.ndim != 2 or type(target) is not np.ndarray or logits.shape[1] == 0:
-            return super().softmax_cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing)
+            return NotImplemented
         n, c = logits.shape
         w = _vector(weight, c, dt, 1.0)
         by_index = target.ndim == 1 and target.shape == (n,) and target.dtype.kind in "iu"
         if w is None or not (by_index or target.shape == (n, c)):
-            return super().softmax_cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing)
+            return NotImplemented
         x = np.ascontiguousarray(logits)
         loss, grad = np.empty(n, dt), np.empty((n, c), dt)
         k = _k()
@@ -215,7 +216,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
             pw = np.asarray(pos_weight, dtype=dt)
             ok = pw.ndim <= logits.ndim and (pw.size == 1 or pw.shape == logits.shape[-1:])
         if not ok:
-            return super().sigmoid_cross_entropy(logits, target, pos_weight=pos_weight)
+            return NotImplemented
         shape = logits.shape
         x = np.ascontiguousarray(logits).reshape(-1, shape[-1] if logits.ndim else 1)
         t = np.ascontiguousarray(target, dtype=dt).reshape(x.shape)
@@ -228,7 +229,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         """Elementwise squared error and its gradient wrt ``pred``, in one pass."""
         dt = _dtype(pred)
         if dt is None or type(target) is not np.ndarray or target.shape != pred.shape:
-            return super().mse(pred, target)
+            return NotImplemented
         order = _order(pred)
         pf, tf = _flat_in(pred, order), _flat_in(target.astype(dt, copy=False), order)
         loss, grad = np.empty(pred.shape, dt, order=order), np.empty(pred.shape, dt, order=order)
@@ -244,7 +245,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         """
         dt = _dtype(x, out)
         if dt is None or p >= 1.0 or (out is not None and out.shape != x.shape):
-            return super().dropout(x, p, out=out)
+            return NotImplemented
         mask = self.rng.random(x.shape, dtype=dt.type)
         xf = _flat_in(x, "C")
         result, of, temp = _flat_out(out, x.shape, dt, "C")
@@ -271,9 +272,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         dt = _dtype(x, gamma, beta, running_mean, running_var)
         ok = dt is not None and x.ndim >= 2 and x.size > 0 and (running_mean is None) == (running_var is None)
         if not ok or any(v is not None and v.shape != (x.shape[1],) for v in (gamma, beta, running_mean, running_var)):
-            return super().batchnorm(
-                x, gamma, beta, running_mean, running_var, training=training, momentum=momentum, eps=eps
-            )
+            return NotImplemented
         n, c = x.shape[:2]
         x3 = np.ascontiguousarray(x).reshape(n, c, -1)
         k = _k()
@@ -303,7 +302,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         dt = _dtype(grad, xhat, inv_std, gamma)
         ok = dt is not None and grad.ndim >= 2 and grad.size > 0 and xhat.shape == grad.shape
         if not ok or any(v is not None and v.shape != (grad.shape[1],) for v in (inv_std, gamma)):
-            return super().batchnorm_backward(grad, xhat, inv_std, gamma, training=training)
+            return NotImplemented
         n, c = grad.shape[:2]
         g3 = np.ascontiguousarray(grad).reshape(n, c, -1)
         h3 = np.ascontiguousarray(xhat).reshape(n, c, -1)
@@ -336,10 +335,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         """SGD with momentum/Nesterov and L2/L1 penalties, in place over flat buffers (PyTorch's rule)."""
         flat = _flat_buffers(param, grad, buf if momentum else None)
         if flat is None or (momentum and buf is None):
-            return super().sgd_step(
-                param, grad, buf, lr=lr, step=step, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                weight_decay=weight_decay, l1=l1,
-            )  # fmt: skip
+            return NotImplemented
         p, g, b = flat
         hyper = (float(lr), float(momentum), float(dampening), bool(nesterov), float(weight_decay), float(l1))
         _o().sgd(p.size, p, g, b, *hyper, step == 1)
@@ -364,10 +360,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         """Adam (``decoupled=True``: AdamW) in place over flat buffers, in one pass."""
         flat = _flat_buffers(param, grad, exp_avg, exp_avg_sq)
         if flat is None:
-            return super().adam_step(
-                param, grad, exp_avg, exp_avg_sq, lr=lr, step=step, beta1=beta1, beta2=beta2, eps=eps,
-                weight_decay=weight_decay, decoupled=decoupled, l1=l1,
-            )  # fmt: skip
+            return NotImplemented
         p, g, m, v = flat
         step_size = lr / (1.0 - beta1**step)
         inv_sqrt_bias2 = 1.0 / math.sqrt(1.0 - beta2**step)
@@ -396,10 +389,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         """RMSprop (optionally centered, with momentum) in place; ``buf``/``grad_avg`` may be None."""
         flat = _flat_buffers(param, grad, square_avg, buf if momentum else None, grad_avg if centered else None)
         if flat is None or (momentum and buf is None) or (centered and grad_avg is None):
-            return super().rmsprop_step(
-                param, grad, square_avg, buf, grad_avg, lr=lr, alpha=alpha, eps=eps, momentum=momentum,
-                centered=centered, weight_decay=weight_decay, l1=l1,
-            )  # fmt: skip
+            return NotImplemented
         p, g, sq, b, ga = flat
         hyper = (float(lr), float(alpha), float(eps), float(momentum), bool(centered), float(weight_decay), float(l1))
         _o().rmsprop(p.size, p, g, sq, b, ga, *hyper)
@@ -421,9 +411,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         """Adagrad in place over flat buffers, in one pass."""
         flat = _flat_buffers(param, grad, state_sum)
         if flat is None:
-            return super().adagrad_step(
-                param, grad, state_sum, lr=lr, step=step, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay, l1=l1
-            )
+            return NotImplemented
         p, g, s = flat
         clr = lr / (1.0 + (step - 1) * lr_decay)
         _o().adagrad(p.size, p, g, s, float(clr), float(eps), float(weight_decay), float(l1))
@@ -433,7 +421,7 @@ class NumbaBackend(MLPMixin, ConvMixin, RecurrentMixin, Backend):
         """Scale ``grad`` in place so its norm is at most ``max_norm``; return the norm before."""
         dt = _dtype(grad)
         if dt is None or norm_type not in (1.0, 2.0) or not grad.flags.c_contiguous:
-            return super().clip_grad_norm(grad, max_norm, norm_type=norm_type)
+            return NotImplemented
         g = grad.reshape(-1)
         total = float(_o().norm_power_sum(g.size, g, float(norm_type)) ** (1.0 / norm_type))
         coef = max_norm / (total + 1e-6)

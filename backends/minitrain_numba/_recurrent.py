@@ -5,9 +5,8 @@ registers and writes each result once, instead of the NumPy reference's passes o
 and tanh come from ``_vmath``, which LLVM vectorizes. It reads each unit's inputs before writing its
 outputs, so the aliasing the reference allows (activations over the pre-activations, ``out=acts``,
 ``out_gh=gh``, ``out_c=c_prev``) is safe. Arrays other than C-contiguous float32/float64 of one dtype and
-the expected shapes go to the reference (non-contiguous pre-activations are copied first, as there).
-
-Measurements (1.75-6.4x per call, LSTM training 1.5x the reference): see ``_recurrent_kernels``.
+the expected shapes return ``NotImplemented``: the reference runs (non-contiguous pre-activations are copied
+first, as there).
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ def _contiguous(a: Any) -> Any:
 
 
 class RecurrentMixin:
-    """Numba overrides of the LSTM and GRU step kernels; the NumPy reference (``super()``) for anything else."""
+    """Numba overrides of the LSTM and GRU step kernels (``NotImplemented``: the NumPy reference runs)."""
 
     def lstm_step(self, gates: Any, c_prev: Any, *, out: Any = None, out_c: Any = None) -> tuple[Any, Any, Any]:
         """One LSTM step from pre-activations (B, 4H), gates i, f, g, o: ``(h, c, acts)``; may overwrite gates."""
@@ -51,9 +50,9 @@ class RecurrentMixin:
         dt = None if acts is None else _ok(acts, c_prev, out, out_c)
         n, hs = c_prev.shape if dt is not None else (0, 0)
         if dt is None or acts.shape != (n, 4 * hs) or any(a is not None and a.shape != (n, hs) for a in (out, out_c)):
-            return super().lstm_step(gates, c_prev, out=out, out_c=out_c)  # type: ignore[misc]
+            return NotImplemented
         if not _writable(acts, out, out_c) or any(a is not None and np.may_share_memory(a, acts) for a in (out, out_c)):
-            return super().lstm_step(gates, c_prev, out=out, out_c=out_c)  # type: ignore[misc]
+            return NotImplemented
         h = np.empty((n, hs), dt) if out is None else out
         c = np.empty((n, hs), dt) if out_c is None else out_c
         _rk().lstm_step(acts.size, acts, c_prev, h, c)
@@ -67,10 +66,10 @@ class RecurrentMixin:
         n, hs = c.shape if dt is not None else (0, 0)
         shapes_ok = dt is not None and acts.shape == (n, 4 * hs) and (out is None or out.shape == acts.shape)
         if not shapes_ok or any(a is not None and a.shape != (n, hs) for a in (grad_h, grad_c, c_prev)):
-            return super().lstm_step_backward(grad_h, grad_c, acts, c_prev, c, out=out)  # type: ignore[misc]
+            return NotImplemented
         inplace = out is acts
         if not _writable(out) or (out is not None and not inplace and np.may_share_memory(out, acts)):
-            return super().lstm_step_backward(grad_h, grad_c, acts, c_prev, c, out=out)  # type: ignore[misc]
+            return NotImplemented
         d = np.empty(acts.shape, dt) if out is None else out
         grad_c_prev = np.empty((n, hs), dt)
         gc = grad_c if grad_c is not None else c  # read only when given
@@ -88,9 +87,9 @@ class RecurrentMixin:
             or gh.shape != acts.shape
             or (out is not None and out.shape != (n, hs))
         ):
-            return super().gru_step(gi, gh, h_prev, out=out)  # type: ignore[misc]
+            return NotImplemented
         if not _writable(acts, out) or (out is not None and np.may_share_memory(out, acts)):
-            return super().gru_step(gi, gh, h_prev, out=out)  # type: ignore[misc]
+            return NotImplemented
         h = np.empty((n, hs), dt) if out is None else out
         _rk().gru_step(acts.size, acts, gh, h_prev, h)
         return h, acts
@@ -101,11 +100,11 @@ class RecurrentMixin:
         """Gradients ``(grad_gi, grad_gh, grad_h_prev)`` of one GRU step; ``out`` may be acts, ``out_gh`` gh."""
         dt = _ok(grad_h, acts, gh, h_prev, out, out_gh)
         if dt is None or not _writable(out, out_gh):
-            return super().gru_step_backward(grad_h, acts, gh, h_prev, out=out, out_gh=out_gh)  # type: ignore[misc]
+            return NotImplemented
         n, hs = h_prev.shape
         bad = grad_h.shape != (n, hs) or acts.shape != (n, 3 * hs) or gh.shape != acts.shape
         if bad or any(a is not None and a.shape != acts.shape for a in (out, out_gh)):
-            return super().gru_step_backward(grad_h, acts, gh, h_prev, out=out, out_gh=out_gh)  # type: ignore[misc]
+            return NotImplemented
         d = np.empty(acts.shape, dt) if out is None else out
         dgh = np.empty(acts.shape, dt) if out_gh is None else out_gh
         ghp = np.empty((n, hs), dt)

@@ -2,14 +2,19 @@
 
 Every kernel is written here once, over ``self.xp`` (an array module with NumPy's API). The NumPy
 backend uses these as they are; an accelerated backend overrides only the kernels it makes faster and
-keeps their signatures (``minitrain.testing.check_backend`` asserts that).
+keeps their signatures (``minitrain.testing.check_backend`` asserts that). An override that cannot take
+its arguments (dtype, layout, size) returns ``NotImplemented``, and the next implementation in the class
+hierarchy (in the end this reference) runs instead, with the same arguments: fallbacks live in one place,
+``Backend.__init_subclass__``, not in every override.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -59,61 +64,74 @@ KERNELS = (
     "lstm_step_backward",
     "gru_step",
     "gru_step_backward",
-    "mlp_loss_grad",
 )
-#: The output functions of ``mlp_loss_grad`` / ``output_loss_grad``, each with its canonical loss.
-OUTPUTS = ("softmax", "logistic", "identity", "exp")
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-def output_loss_grad(be: Any, z: Any, target: Any, sample_weight: Any, weight_sum: float, output: str) -> tuple:
-    """The canonical loss of output function ``output`` on logits ``z`` (n, c): ``(loss, grad)``.
-
-    scikit-learn's MLP losses: 'softmax' cross-entropy (``target`` class indices (n,) or probabilities (n, c)),
-    'logistic' binary cross-entropy summed over outputs, 'identity' half squared error averaged over outputs
-    (its gradient is not averaged, as scikit-learn's), 'exp' half Poisson deviance. The gradient is the
-    canonical link's ``(output(z) - target) * w / weight_sum``; the loss (a 0-d array) is the weighted sum of
-    the samples' losses divided by ``weight_sum``. ``grad`` is a new array.
-    """
-    xp = be.xp
-    if output == "softmax":
-        loss, grad = be.softmax_cross_entropy(z, target)
-    elif output == "logistic":
-        loss, grad = be.sigmoid_cross_entropy(z, target)
-        loss = loss.sum(axis=1)
-    elif output == "identity":
-        grad = z - target
-        loss = 0.5 * (grad * grad).mean(axis=1)
-    elif output == "exp":
-        out = xp.exp(z)
-        positive = target > 0
-        ylogy = xp.where(positive, target * xp.log(xp.where(positive, target, 1)), 0)
-        loss = (ylogy - target * z - target + out).sum(axis=1)
-        grad = out - target
-    else:
-        raise ValueError(f"unknown output {output!r}; choose from {', '.join(OUTPUTS)}")
-    scale = 1.0 / weight_sum
-    if sample_weight is not None:
-        loss = loss * sample_weight
-        grad *= sample_weight[:, None]
-    grad *= scale
-    return loss.sum() * scale, grad
-
-
 def canonical_activation(name: str | None) -> str:
-    """Return the canonical activation name, accepting sklearn's aliases ('logistic')."""
+    """Return the canonical activation name, accepting the aliases 'logistic', 'linear' and None."""
     name = _ALIASES.get(name, name)
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
     return name
 
 
+class Geometry2d(NamedTuple):
+    """The windows of a 2-D convolution or pooling over NCHW input: kernel ``(kh, kw)``, stride ``(sh, sw)``,
+    zero padding ``(ph, pw)`` on each side, and the output's height and width ``(ho, wo)``."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    ho: int
+    wo: int
+
+
+def pair(v: Any) -> tuple[int, int]:
+    """``v`` as two ints, one per spatial axis (an int serves both)."""
+    a, b = v if isinstance(v, (tuple, list)) else (v, v)
+    return int(a), int(b)
+
+
+def geometry2d(x_shape: Any, kernel_size: Any, stride: Any, padding: Any) -> Geometry2d:
+    """The :class:`Geometry2d` of windows ``kernel_size`` / ``stride`` / ``padding`` (ints or pairs) over
+    inputs of shape ``x_shape`` (n, c, h, w).
+
+    Examples
+    --------
+    >>> geometry2d((8, 3, 28, 28), 3, 1, 1)
+    Geometry2d(kh=3, kw=3, sh=1, sw=1, ph=1, pw=1, ho=28, wo=28)
+    """
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size), pair(stride), pair(padding)
+    ho, wo = (int(x_shape[2]) + 2 * ph - kh) // sh + 1, (int(x_shape[3]) + 2 * pw - kw) // sw + 1
+    return Geometry2d(kh, kw, sh, sw, ph, pw, ho, wo)
+
+
+def _with_fallback(fn: Callable[..., Any], owner: type, name: str) -> Callable[..., Any]:
+    """``fn`` (kernel ``name`` as defined in class ``owner``), running the next implementation after ``owner``
+    in the instance's class hierarchy, with the same arguments, when ``fn`` returns ``NotImplemented``."""
+
+    @functools.wraps(fn)
+    def kernel(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = fn(self, *args, **kwargs)
+        if result is NotImplemented:
+            return getattr(super(owner, self), name)(*args, **kwargs)
+        return result
+
+    kernel.__minitrain_fallback__ = True  # type: ignore[attr-defined]
+    return kernel
+
+
 class Backend:
     """Array module plus named kernels; the reference implementation of every kernel.
 
-    Subclasses set ``name`` and ``xp`` and may override any kernel for speed, keeping its
-    signature. Kernels take and return arrays of this backend (never Tensors).
+    Subclasses set ``name`` and ``xp`` and may override any kernel for speed, keeping its signature; an
+    override returns ``NotImplemented`` for arguments it does not accelerate, and the reference runs instead.
+    Kernels take and return arrays of this backend (never Tensors).
 
     Parameters
     ----------
@@ -125,18 +143,43 @@ class Backend:
 
     name = "base"
     kernels = KERNELS
+    #: Optional fused paths beyond the layer kernels, by name: a callable or a ``"module:attribute"`` string
+    #: (imported on first use). What a name means is defined by the code that looks it up, which runs its own
+    #: composition of the kernels when a backend offers none (e.g. a whole training step of one kind of model).
+    extensions: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        for owner in mro[: mro.index(Backend)]:  # the subclass and its mixins: every kernel override
+            for name in KERNELS:
+                fn = owner.__dict__.get(name)
+                if callable(fn) and not getattr(fn, "__minitrain_fallback__", False):
+                    setattr(owner, name, _with_fallback(fn, owner, name))
 
     def __init__(self, device: int | None = None, seed: int | None = None) -> None:
         self.device_index = 0 if device is None else int(device)
-        self._spec = self.name if device is None else f"{self.name}:{int(device)}"
         self._rng = None
         self.seed(seed)
+
+    @property
+    def spec(self) -> str:
+        """The name ``get_backend`` parses back to this backend: ``"numba"``, or ``"cupy:1"`` for device 1."""
+        return self.name if self.device_index == 0 else f"{self.name}:{self.device_index}"
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         # Unpickle to the registry's instance of this backend, so identity checks keep working.
         from .registry import get_backend
 
-        return get_backend, (self._spec,)
+        return get_backend, (self.spec,)
+
+    def extension(self, name: str) -> Callable[..., Any] | None:
+        """The optional fused path ``name`` this backend offers (see ``extensions``), or None."""
+        target = type(self).extensions.get(name)
+        if isinstance(target, str):
+            module, _, attr = target.partition(":")
+            target = getattr(importlib.import_module(module), attr)
+        return target
 
     # ------------------------------------------------------------------ array module
     @property
@@ -429,44 +472,38 @@ class Backend:
     # output row, so that with a vertical stride of 1 a window offset reads one long strided run per (n, c)
     # plane (NumPy's per-row loop overhead dominated otherwise); the wg - wo extra columns per row are
     # computed, then dropped. The bias rides in the GEMMs as a row of ones under the columns. The backward
-    # pass recomputes im2col (2-3 % of a small CNN training step) instead of keeping c * kh * kw copies of
-    # each layer's input alive until then. Pooling copies the windows to one contiguous row per offset
-    # first: reductions over the strided views themselves were slower.
+    # pass recomputes im2col instead of keeping c * kh * kw copies of each layer's input alive until then.
+    # Pooling copies the windows to one contiguous row per offset first: reductions over the strided views
+    # themselves were slower.
     @staticmethod
-    def _pair(v: Any) -> tuple[int, int]:
-        """``v`` as two ints, one per spatial axis (an int serves both)."""
-        a, b = v if isinstance(v, (tuple, list)) else (v, v)
-        return int(a), int(b)
+    def _extended(x_shape: Any, g: Geometry2d) -> tuple[int, int, int]:
+        """``(hp, wg, wq)``: padded height, extended grid width and its span in input columns."""
+        wg = -(-(int(x_shape[3]) + 2 * g.pw) // g.sw)
+        return int(x_shape[2]) + 2 * g.ph, wg, wg * g.sw
 
-    def _conv_grid(self, x_shape: Any, kernel: Any, stride: Any, padding: Any) -> tuple[int, ...]:
-        """``(kh, kw, sh, sw, ph, pw, hp, ho, wo, wg, wq)`` of a convolution on the extended grid."""
-        (kh, kw), (sh, sw), (ph, pw) = self._pair(kernel), self._pair(stride), self._pair(padding)
-        hp, wp = x_shape[2] + 2 * ph, x_shape[3] + 2 * pw
-        wg = -(-wp // sw)
-        return kh, kw, sh, sw, ph, pw, hp, (hp - kh) // sh + 1, (wp - kw) // sw + 1, wg, wg * sw
-
-    def _grid_view(self, buf: Any, grid: tuple[int, ...], n: int, c: int, offset: int, kmajor: bool) -> Any:
+    def _grid_view(self, buf: Any, g: Geometry2d, ext: tuple, n: int, c: int, offset: int, kmajor: bool) -> Any:
         """Strided view of the padded planes in ``buf``: (c, kh, kw, n, ho, wg) or, at ``offset``, (c, n, ho, wg)."""
-        kh, kw, sh, sw, _, _, hp, ho, _, wg, wq = grid
+        hp, wg, wq = ext
         it, ps = buf.itemsize, hp * wq
         if kmajor:
-            shape, strides = (c, kh, kw, n, ho, wg), (ps, wq, 1, c * ps, sh * wq, sw)
+            shape, strides = (c, g.kh, g.kw, n, g.ho, wg), (ps, wq, 1, c * ps, g.sh * wq, g.sw)
         else:
-            shape, strides = (c, n, ho, wg), (ps, c * ps, sh * wq, sw)
+            shape, strides = (c, n, g.ho, wg), (ps, c * ps, g.sh * wq, g.sw)
         return self.xp.lib.stride_tricks.as_strided(buf[offset:], shape, tuple(s * it for s in strides))
 
-    def _im2col(self, x: Any, grid: tuple[int, ...], ones: bool) -> Any:
+    def _im2col(self, x: Any, g: Geometry2d, ext: tuple, ones: bool) -> Any:
         """Columns (c * kh * kw, n * ho * wg) of ``x`` (n, c, h, w) on the extended grid, plus a row of ones."""
         xp = self.xp
         n, c, h, w = x.shape
-        kh, kw, sh, sw, ph, pw, hp, ho, wo, wg, wq = grid
+        hp, wg, wq = ext
         # Only the input that windows cover is copied, so the extra columns read nothing else (an inf there
         # would make 0 * inf = NaN in dweight); the tail keeps the last row's extra columns in the buffer.
-        h, w = max(0, min(h, (ho - 1) * sh + kh - ph)), max(0, min(w, (wo - 1) * sw + kw - pw))
-        buf = xp.zeros(n * c * hp * wq + kw, dtype=x.dtype)
-        buf[: n * c * hp * wq].reshape(n, c, hp, wq)[:, :, ph : ph + h, pw : pw + w] = x[:, :, :h, :w]
-        cols = xp.empty((c * kh * kw + ones, n * ho * wg), dtype=x.dtype)
-        cols[: c * kh * kw].reshape(c, kh, kw, n, ho, wg)[...] = self._grid_view(buf, grid, n, c, 0, True)
+        h = max(0, min(h, (g.ho - 1) * g.sh + g.kh - g.ph))
+        w = max(0, min(w, (g.wo - 1) * g.sw + g.kw - g.pw))
+        buf = xp.zeros(n * c * hp * wq + g.kw, dtype=x.dtype)
+        buf[: n * c * hp * wq].reshape(n, c, hp, wq)[:, :, g.ph : g.ph + h, g.pw : g.pw + w] = x[:, :, :h, :w]
+        cols = xp.empty((c * g.kh * g.kw + ones, n * g.ho * wg), dtype=x.dtype)
+        cols[: c * g.kh * g.kw].reshape(c, g.kh, g.kw, n, g.ho, wg)[...] = self._grid_view(buf, g, ext, n, c, 0, True)
         if ones:  # the bias as one more input channel: the GEMMs add it and sum its gradient
             cols[-1] = 1
         return cols
@@ -483,13 +520,13 @@ class Backend:
         """2-D cross-correlation of ``x`` (n, c, h, w) with ``weight`` (o, c, kh, kw), plus ``bias`` (o,) or None."""
         xp = self.xp
         n, o = x.shape[0], weight.shape[0]
-        grid = self._conv_grid(x.shape, weight.shape[2:], stride, padding)
-        ho, wo, wg = grid[7:10]
+        g = geometry2d(x.shape, weight.shape[2:], stride, padding)
+        ext = self._extended(x.shape, g)
         w2 = weight.reshape(o, -1)
         if bias is not None:
             w2 = xp.concatenate((w2, bias.reshape(o, 1).astype(w2.dtype, copy=False)), axis=1)
-        z = self.gemm(w2, self._im2col(x, grid, bias is not None)).reshape(o, n, ho, wg)[..., :wo]
-        y = xp.empty((n, o, ho, wo), dtype=x.dtype)
+        z = self.gemm(w2, self._im2col(x, g, ext, bias is not None)).reshape(o, n, g.ho, ext[1])[..., : g.wo]
+        y = xp.empty((n, o, g.ho, g.wo), dtype=x.dtype)
         y[...] = z.transpose(1, 0, 2, 3)
         return y
 
@@ -507,61 +544,55 @@ class Backend:
         xp = self.xp
         n, c, h, w = x.shape
         o = weight.shape[0]
-        grid = self._conv_grid(x.shape, weight.shape[2:], stride, padding)
-        kh, kw, _, _, ph, pw, hp, ho, wo, wg, wq = grid
-        g = (xp.zeros if wg > wo else xp.empty)((o, n, ho, wg), dtype=grad.dtype)  # the extra columns stay 0
-        g[..., :wo] = grad.transpose(1, 0, 2, 3)
-        g = g.reshape(o, n * ho * wg)
-        cols = self._im2col(x, grid, True)
-        dwb = self.gemm(g, cols, trans_b=True)
+        g = geometry2d(x.shape, weight.shape[2:], stride, padding)
+        ext = self._extended(x.shape, g)
+        hp, wg, wq = ext
+        gz = (xp.zeros if wg > g.wo else xp.empty)((o, n, g.ho, wg), dtype=grad.dtype)  # extra columns stay 0
+        gz[..., : g.wo] = grad.transpose(1, 0, 2, 3)
+        gz = gz.reshape(o, n * g.ho * wg)
+        cols = self._im2col(x, g, ext, True)
+        dwb = self.gemm(gz, cols, trans_b=True)
         dweight = dwb[:, :-1].reshape(weight.shape).astype(weight.dtype, copy=False)
         dbias = dwb[:, -1].astype(grad.dtype, copy=False)
         if not need_input_grad:
             return None, dweight, dbias
-        dcols = self.gemm(weight.reshape(o, -1), g, trans_a=True, out=cols[:-1]).reshape(c, kh, kw, n, ho, wg)
-        buf = xp.zeros(n * c * hp * wq + kw, dtype=x.dtype)
-        for i in range(kh):
-            for j in range(kw):  # col2im: the extra columns add exact zeros wherever they land
-                view = self._grid_view(buf, grid, n, c, i * wq + j, False)
+        dcols = self.gemm(weight.reshape(o, -1), gz, trans_a=True, out=cols[:-1]).reshape(c, g.kh, g.kw, n, g.ho, wg)
+        buf = xp.zeros(n * c * hp * wq + g.kw, dtype=x.dtype)
+        for i in range(g.kh):
+            for j in range(g.kw):  # col2im: the extra columns add exact zeros wherever they land
+                view = self._grid_view(buf, g, ext, n, c, i * wq + j, False)
                 view += dcols[:, i, j]
-        dx = buf[: n * c * hp * wq].reshape(n, c, hp, wq)[:, :, ph : ph + h, pw : pw + w]
+        dx = buf[: n * c * hp * wq].reshape(n, c, hp, wq)[:, :, g.ph : g.ph + h, g.pw : g.pw + w]
         return xp.ascontiguousarray(dx), dweight, dbias
 
-    def _pool_grid(self, x_shape: Any, kernel_size: Any, stride: Any, padding: Any) -> tuple[int, ...]:
-        """``(kh, kw, sh, sw, ph, pw, ho, wo)`` of a pooling of inputs of shape ``x_shape``."""
-        (kh, kw), (sh, sw), (ph, pw) = self._pair(kernel_size), self._pair(stride), self._pair(padding)
-        return kh, kw, sh, sw, ph, pw, (x_shape[2] + 2 * ph - kh) // sh + 1, (x_shape[3] + 2 * pw - kw) // sw + 1
-
-    def _pool_stack(self, x: Any, grid: tuple[int, ...], fill: float) -> Any:
+    def _pool_stack(self, x: Any, g: Geometry2d, fill: float) -> Any:
         """The windows of ``x`` padded with ``fill``, one contiguous row (n * c * ho * wo) per offset i * kw + j."""
-        kh, kw, sh, sw, ph, pw, ho, wo = grid
         n, c, h, w = x.shape
-        if ph or pw:
-            padded = self.xp.full((n, c, h + 2 * ph, w + 2 * pw), fill, dtype=x.dtype)
-            padded[:, :, ph : ph + h, pw : pw + w] = x
+        if g.ph or g.pw:
+            padded = self.xp.full((n, c, h + 2 * g.ph, w + 2 * g.pw), fill, dtype=x.dtype)
+            padded[:, :, g.ph : g.ph + h, g.pw : g.pw + w] = x
             x = padded
         s = x.strides
         view = self.xp.lib.stride_tricks.as_strided(
-            x, (kh, kw, n, c, ho, wo), (s[2], s[3], s[0], s[1], sh * s[2], sw * s[3])
+            x, (g.kh, g.kw, n, c, g.ho, g.wo), (s[2], s[3], s[0], s[1], g.sh * s[2], g.sw * s[3])
         )
-        return self.xp.ascontiguousarray(view).reshape(kh * kw, n * c * ho * wo)
+        return self.xp.ascontiguousarray(view).reshape(g.kh * g.kw, n * c * g.ho * g.wo)
 
-    def _pool_backward(self, grid: tuple[int, ...], x_shape: Any, dtype: Any, share: Any) -> Any:
+    def _pool_backward(self, g: Geometry2d, x_shape: Any, dtype: Any, share: Any) -> Any:
         """The input gradient, from ``share(k, out)`` writing offset k's part into ``out`` (or returning it)."""
         xp = self.xp
-        kh, kw, sh, sw, ph, pw, ho, wo = grid
         n, c, h, w = x_shape
-        hp, wp = h + 2 * ph, w + 2 * pw
-        tiled = (kh, kw) == (sh, sw) and (hp, wp) == (ho * sh, wo * sw)
+        hp, wp = h + 2 * g.ph, w + 2 * g.pw
+        tiled = (g.kh, g.kw) == (g.sh, g.sw) and (hp, wp) == (g.ho * g.sh, g.wo * g.sw)
         dx = (xp.empty if tiled else xp.zeros)((n, c, hp, wp), dtype=dtype)
-        for i in range(kh):
-            for j in range(kw):
-                view = dx[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
-                if sh >= kh and sw >= kw:  # disjoint windows: write, no read
-                    share(i * kw + j, view)
+        for i in range(g.kh):
+            for j in range(g.kw):
+                view = dx[:, :, i : i + g.sh * (g.ho - 1) + 1 : g.sh, j : j + g.sw * (g.wo - 1) + 1 : g.sw]
+                if g.sh >= g.kh and g.sw >= g.kw:  # disjoint windows: write, no read
+                    share(i * g.kw + j, view)
                 else:
-                    view += share(i * kw + j, None)
-        return xp.ascontiguousarray(dx[:, :, ph : ph + h, pw : pw + w]) if ph or pw else dx
+                    view += share(i * g.kw + j, None)
+        return xp.ascontiguousarray(dx[:, :, g.ph : g.ph + h, g.pw : g.pw + w]) if g.ph or g.pw else dx
 
     def maxpool2d(
         self,
@@ -573,18 +604,17 @@ class Backend:
     ) -> tuple[Any, Any]:
         """Max over windows (padding counts as -inf); ``(y, argmax)``, argmax = i * kw + j of the first max."""
         xp = self.xp
-        grid = self._pool_grid(x.shape, kernel_size, stride, padding)
-        kh, kw, ho, wo = grid[0], grid[1], grid[6], grid[7]
-        stack = self._pool_stack(x, grid, -math.inf)
+        g = geometry2d(x.shape, kernel_size, stride, padding)
+        stack = self._pool_stack(x, g, -math.inf)
         y = stack[0].copy()
-        argmax = xp.zeros(y.shape, dtype=xp.int8 if kh * kw <= 128 else xp.int32)
+        argmax = xp.zeros(y.shape, dtype=xp.int8 if g.kh * g.kw <= 128 else xp.int32)
         mask, step = xp.empty(y.shape, dtype=bool), xp.empty(y.shape, dtype=argmax.dtype)
-        for k in range(1, kh * kw):
+        for k in range(1, g.kh * g.kw):
             xp.greater(stack[k], y, out=mask)
             xp.maximum(y, stack[k], out=y)  # propagates NaN
             xp.multiply(mask, k, out=step)
             xp.maximum(argmax, step, out=argmax)  # the last k that raised the max
-        shape = (x.shape[0], x.shape[1], ho, wo)
+        shape = (x.shape[0], x.shape[1], g.ho, g.wo)
         return y.reshape(shape), argmax.reshape(shape)
 
     def maxpool2d_backward(
@@ -605,7 +635,7 @@ class Backend:
             xp.equal(argmax, k, out=mask)
             return xp.multiply(grad, mask, out=out)
 
-        return self._pool_backward(self._pool_grid(x_shape, kernel_size, stride, padding), x_shape, grad.dtype, share)
+        return self._pool_backward(geometry2d(x_shape, kernel_size, stride, padding), x_shape, grad.dtype, share)
 
     def avgpool2d(
         self,
@@ -616,10 +646,10 @@ class Backend:
         padding: int | tuple[int, int] = (0, 0),
     ) -> Any:
         """Mean over windows, zero padding included in the count (PyTorch's ``count_include_pad=True``)."""
-        grid = self._pool_grid(x.shape, kernel_size, stride, padding)
-        y = self._pool_stack(x, grid, 0.0).sum(axis=0)
-        y /= grid[0] * grid[1]
-        return y.reshape(x.shape[0], x.shape[1], grid[6], grid[7])
+        g = geometry2d(x.shape, kernel_size, stride, padding)
+        y = self._pool_stack(x, g, 0.0).sum(axis=0)
+        y /= g.kh * g.kw
+        return y.reshape(x.shape[0], x.shape[1], g.ho, g.wo)
 
     def avgpool2d_backward(
         self,
@@ -631,9 +661,9 @@ class Backend:
         padding: int | tuple[int, int] = (0, 0),
     ) -> Any:
         """Gradient of ``avgpool2d``: ``grad / (kh * kw)`` spread over each window, summed where windows overlap."""
-        grid = self._pool_grid(x_shape, kernel_size, stride, padding)
-        count = grid[0] * grid[1]
-        return self._pool_backward(grid, x_shape, grad.dtype, lambda k, out: self.xp.divide(grad, count, out=out))
+        g = geometry2d(x_shape, kernel_size, stride, padding)
+        count = g.kh * g.kw
+        return self._pool_backward(g, x_shape, grad.dtype, lambda k, out: self.xp.divide(grad, count, out=out))
 
     # ------------------------------------------------------------------ optimizer steps
     def _penalized(self, param: Any, grad: Any, weight_decay: float, l1: float) -> Any:
@@ -882,76 +912,3 @@ class Backend:
         xp.multiply(t2, t1, out=dr)
         dgh[:, : 2 * hs] = d[:, : 2 * hs]
         return d, dgh, grad_h_prev
-
-    # ------------------------------------------------------------------ dense stacks
-    def mlp_loss_grad(
-        self, x: Any, target: Any, weights: Sequence[Any], biases: Sequence[Any], activations: Sequence[str],
-        output: str, *, rows: Any = None, sample_weight: Any = None, weight_sum: float | None = None,
-        alphas: Sequence[float] | None = None, weight_grads: Sequence[Any], bias_grads: Sequence[Any],
-        workspace: dict | None = None,
-    ) -> float:  # fmt: skip
-        """Loss of a stack of dense layers on one batch, and the gradients of its weights and biases.
-
-        Layer ``k`` computes ``h_k = activations[k](h_{k-1} @ weights[k].T + biases[k])`` (``alphas[k]``: the
-        activation's parameter, default 0.01) from ``h_{-1} = x[rows]``, or ``x`` itself when ``rows`` is None;
-        the loss is :func:`output_loss_grad`'s canonical loss of ``output`` on the last ``h`` against
-        ``target[rows]``, weighted by ``sample_weight[rows]`` and divided by ``weight_sum`` (default: the batch's
-        summed weight, or its length). The gradients are written (not accumulated) into ``weight_grads`` /
-        ``bias_grads``; a None bias has no gradient. ``workspace``: a dict in which the kernel keeps its
-        buffers between calls (one set, sized for the longest batch); pass the same dict at every step.
-        Returns the loss as a float.
-        """
-        n_layers = len(weights)
-        alphas = (0.01,) * n_layers if alphas is None else alphas
-        if rows is None:
-            xb, yb, wb = x, target, sample_weight
-        else:
-            rows = self._checked_rows(rows, x.shape[0])
-            xb, yb = self._take_rows(workspace, "x", x, rows), self._take_rows(workspace, "y", target, rows)
-            wb = None if sample_weight is None else self._take_rows(workspace, "w", sample_weight, rows)
-        n = xb.shape[0]
-        if weight_sum is None:
-            weight_sum = float(n) if wb is None else float(wb.sum())
-        outs = [self._scratch(workspace, ("out", k), (n, w.shape[0]), xb.dtype) for k, w in enumerate(weights)]
-        h, acts = xb, []
-        for k in range(n_layers):
-            h, z = self.affine_act(h, weights[k], biases[k], activations[k], alpha=alphas[k], out=outs[k])
-            acts.append((h, z))
-        loss, g = output_loss_grad(self, h, yb, wb, weight_sum, output)
-        for k in range(n_layers - 1, -1, -1):
-            y_k, z_k = acts[k]
-            if biases[k] is None:
-                g = self.act_backward(g, y_k, z_k, activations[k], alpha=alphas[k], out=g)
-            else:
-                self.bias_act_backward(g, y_k, z_k, activations[k], alpha=alphas[k], out=g, bias_grad=bias_grads[k])
-            self.gemm(g, acts[k - 1][0] if k else xb, trans_a=True, out=weight_grads[k])
-            if k:
-                g = self.gemm(
-                    g, weights[k], out=self._scratch(workspace, ("delta", k), (n, weights[k].shape[1]), g.dtype)
-                )
-        return float(loss)
-
-    def _checked_rows(self, rows: Any, n: int) -> Any:
-        """``rows`` as an integer index array whose entries lie in [0, n) (IndexError otherwise)."""
-        rows = self.asarray(rows)
-        if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
-            raise IndexError(f"rows must be a 1-D integer array, got {rows.dtype} of shape {rows.shape}")
-        if rows.size and (int(rows.min()) < 0 or int(rows.max()) >= n):
-            raise IndexError(f"rows index out of bounds for {n} samples")
-        return rows
-
-    def _scratch(self, workspace: dict | None, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
-        """A buffer of ``shape`` kept in ``workspace``: the leading rows of one sized for the longest batch so far."""
-        buf = None if workspace is None else workspace.get(key)
-        if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:] or buf.dtype != dtype:
-            buf = self.alloc((max(shape[0], 0 if buf is None else buf.shape[0]), *shape[1:]), dtype, fill=None)
-            if workspace is not None:
-                workspace[key] = buf
-        return buf if buf.shape[0] == shape[0] else buf[: shape[0]]
-
-    def _take_rows(self, workspace: dict | None, key: str, a: Any, rows: Any) -> Any:
-        """Rows ``rows`` (checked) of ``a``, gathered into a workspace buffer."""
-        buf = self._scratch(workspace, ("take", key), (rows.shape[0], *a.shape[1:]), a.dtype)
-        if self.xp is np:  # 'clip' skips NumPy's slow checked path into `out` (rows were checked)
-            return np.take(a, rows, axis=0, out=buf, mode="clip")
-        return self.xp.take(a, rows, axis=0, out=buf)

@@ -19,8 +19,9 @@ from ..callbacks import History
 from ..data import ArrayDataset, train_valid_split
 from ..training import Trainer
 from ._base import PortableStateMixin, forward_numpy, resolve_backend, resolve_dtype, validate_x
-from ._mlp_core import SklearnRules, build_network, linear_layers, make_optimizer, output_activation, output_loss
-from ._mlp_step import FusedMLPStep
+from ._mlp_core import SklearnRules, build_network, linear_layers, make_optimizer
+from ._mlp_losses import output_activation, output_loss
+from ._mlp_step import MLPStep
 
 _STOCHASTIC = ("sgd", "adam")
 
@@ -235,7 +236,7 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
             module, criterion, self.optimizer_, batch_size=batch_size, shuffle=self.shuffle,
             callbacks=[self.history_, rules, *self._user_callbacks()], random_state=self._random_state,
             score_fn=score if validating else None, penalty=self._penalty_fn(), estimator=self,
-            forward_backward=FusedMLPStep.for_module(module, out_act),
+            forward_backward=MLPStep.for_module(module, out_act),
         )  # fmt: skip
         trainer.epoch = len(self.history_)
         if not incremental:  # each fit starts the callbacks afresh; partial_fit continues them

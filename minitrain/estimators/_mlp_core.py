@@ -10,8 +10,6 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from .. import nn, optim
-from ..autograd import Tensor
-from ..backend.base import output_loss_grad
 from ..callbacks import Callback
 
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -55,31 +53,6 @@ def _activation_module(act: str, be: Any) -> Any:
 def linear_layers(module: Any) -> list[Any]:
     """The Linear layers of an MLP network, input to output."""
     return [m for m in module if isinstance(m, nn.Linear)]
-
-
-def output_loss(z: Tensor, y: Any, sw: Any, wsum: float, out_activation: str) -> Tensor:
-    """scikit-learn's loss for ``out_activation`` on logits ``z`` as one node: a weighted mean over samples.
-
-    The gradient is scikit-learn's ``(act(z) - y) * sw / sum(sw)`` (canonical link), including its
-    choice for several regression outputs (the squared-error loss is averaged over outputs, its gradient
-    is not).
-    """
-    loss, grad = output_loss_grad(z.backend, z.data, y, sw, wsum, out_activation)
-    return Tensor._make(loss, z.backend, (z,), lambda g: (grad * g,))
-
-
-def output_activation(z: Any, out_activation: str) -> Any:
-    """Apply the output activation to NumPy logits (float, in place where possible)."""
-    if out_activation == "softmax":
-        z = z - z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-    elif out_activation == "logistic":
-        with np.errstate(over="ignore"):
-            z = 1.0 / (1.0 + np.exp(-z))
-    elif out_activation == "exp":
-        z = np.exp(z)
-    return z
 
 
 class SklearnAdam(optim.Adam):

@@ -17,12 +17,9 @@ from ._parity import PROTOCOL_METHODS
 
 __all__ = ["PROTOCOL_METHODS", "TOLERANCES", "check_backend", "conformance_cases", "gradcheck"]
 
-_PARITY: dict[str, Callable[[Ctx], None]] = {
-    **_parity.PARITY,
-    **_parity_conv.PARITY,
-    **_parity_mlp.PARITY,
-    **_parity_recurrent.PARITY,
-}
+_PARITY: dict[str, Callable[[Ctx], None]] = {**_parity.PARITY, **_parity_conv.PARITY, **_parity_recurrent.PARITY}
+#: Parity cases of the extensions (``Backend.extensions``) whose meaning minitrain defines.
+_EXTENSIONS: dict[str, Callable[[Ctx], None]] = {**_parity_mlp.PARITY}
 
 
 def _case(body: Callable[[Ctx], None], dtype: str, seed: int, backend: Backend, reference: Backend) -> None:
@@ -35,7 +32,9 @@ def conformance_cases(dtypes: Sequence[str] = ("float32", "float64")) -> list[tu
     """The cases of ``check_backend``, one ``(name, check)`` pair each, for pytest to parametrize.
 
     ``check(backend, reference)`` runs one case against the NumPy ``reference`` and raises AssertionError
-    listing every failed check. Names: ``protocol``, ``signatures``, ``parity/<kernel>[<dtype>]``.
+    listing every failed check. Names: ``protocol``, ``signatures``, ``parity/<kernel>[<dtype>]`` and
+    ``extension/<name>[<dtype>]`` (what the extension's users run on the backend: the extension where it
+    applies, else their composition of the backend's kernels).
 
     Parameters
     ----------
@@ -59,9 +58,14 @@ def conformance_cases(dtypes: Sequence[str] = ("float32", "float64")) -> list[tu
         ("protocol", partial(_case, _parity.protocol, "float64", 0)),
         ("signatures", partial(_case, _parity.signatures, "", 0)),
     ]
-    return cases + [
+    cases += [
         (f"parity/{k}[{d}]", partial(_case, _PARITY[k], d, zlib.crc32(f"{k}{d}".encode())))
         for k in KERNELS
+        for d in dts
+    ]
+    return cases + [
+        (f"extension/{k}[{d}]", partial(_case, body, d, zlib.crc32(f"{k}{d}".encode())))
+        for k, body in _EXTENSIONS.items()
         for d in dts
     ]
 
@@ -70,8 +74,9 @@ def check_backend(backend: Any, *, dtypes: Sequence[str] = ("float32", "float64"
     """Run the conformance and parity suite on a backend; raise one AssertionError listing all failures.
 
     Checks the protocol (attributes, ``asarray``/``to_numpy``, ``alloc``, seeded ``rng``), that overrides
-    keep the signatures of ``Backend`` and add no public methods, and every kernel of ``KERNELS`` against
-    the NumPy reference on odd shapes, empty batches and non-contiguous inputs, with every option.
+    keep the signatures of ``Backend`` and add no public methods, every kernel of ``KERNELS`` against the NumPy
+    reference on odd shapes, empty batches and non-contiguous inputs, with every option, and the extensions
+    minitrain defines (``Backend.extensions``) against the reference composition.
     Reseeds the backend's generator (a NumPy ``Generator`` must draw dropout masks like the reference).
 
     Parameters

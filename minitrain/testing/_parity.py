@@ -20,7 +20,7 @@ from ..backend.base import NEEDS_PREACTIVATION
 from ._ctx import LAYOUTS, OPTIM_SIZES, SHAPES, TOLERANCES, Ctx, put
 
 #: Methods besides the kernels whose signatures an override must keep.
-PROTOCOL_METHODS = ("is_available", "synchronize", "asarray", "to_numpy", "alloc", "seed")
+PROTOCOL_METHODS = ("is_available", "synchronize", "asarray", "to_numpy", "alloc", "seed", "extension")
 
 
 def protocol(c: Ctx) -> None:

@@ -1,4 +1,6 @@
-"""Parity cases of ``mlp_loss_grad``: a dense stack's loss and gradients on one batch against the reference."""
+"""Parity cases of the extension ``mlp_loss_grad`` (the MLP estimators' fused step): a dense stack's loss and
+gradients on one batch, as the estimators run it on a backend (its extension where it applies, else the reference
+composition of its kernels), against the reference composition on NumPy."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import ACTIVATIONS
-from ..backend.base import OUTPUTS
+from ..estimators._mlp_losses import OUTPUTS
+from ..estimators._mlp_step import reference_loss_grad
 from ._ctx import Ctx
 
 # (features, hidden sizes, outputs): one layer, two, three (with a 1-wide hidden layer), one output
@@ -32,13 +35,18 @@ def _net(c: Ctx, n_in: int, hidden: tuple[int, ...], n_out: int, column_major: b
 
 
 def _run(be: Any, weights: list, args: tuple, kw: dict, workspace: dict | None) -> tuple[float, list, list]:
-    """Call ``be.mlp_loss_grad`` with gradient buffers laid out like the weights; return (loss, dW, db)."""
+    """Run the step on ``be`` with gradient buffers laid out like the weights; return (loss, dW, db)."""
     ws = [be.asarray(w) for w in weights]
     gws = [be.asarray(np.full_like(w, np.nan)) for w in weights]  # written, never read
     gbs = [be.alloc((w.shape[0],), w.dtype, fill=np.nan) for w in weights]
     bs = [be.asarray(b) for b in kw.pop("biases")]
     x, target, *rest = (be.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
-    loss = be.mlp_loss_grad(x, target, ws, bs, *rest, weight_grads=gws, bias_grads=gbs, workspace=workspace, **kw)
+    call = (x, target, ws, bs, *rest)
+    kw = {**kw, "weight_grads": gws, "bias_grads": gbs, "workspace": workspace}
+    fast = be.extension("mlp_loss_grad")
+    loss = NotImplemented if fast is None else fast(be, *call, **kw)
+    if loss is NotImplemented:
+        loss = reference_loss_grad(be, *call, **kw)
     return loss, gws, gbs
 
 
