@@ -151,7 +151,7 @@ def gemm_ceiling_epoch(X: np.ndarray, y: np.ndarray, w: Workload, seed: int = 0)
     """An MLP step's matmuls alone (forward, weight gradients, input gradients but the first's), no other work.
 
     Weights (out, in) stored column-major, as ``minitrain.nn.Linear`` stores them, so this stays the ceiling of
-    minitrain's own step (with row-major weights the weight-gradient GEMMs are up to 1.5x slower here).
+    minitrain's own step (row-major weights make the weight-gradient GEMMs slower here: docs/performance.md).
     """
     rng = np.random.default_rng(seed)
     pairs = itertools.pairwise(w.layers)

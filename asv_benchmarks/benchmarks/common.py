@@ -75,7 +75,7 @@ def mlp(layers: tuple[int, ...] = MLP_LAYERS, backend: Any = None, seed: int = 0
 
 
 def cnn(backend: Any = None, seed: int = 0) -> Any:
-    """conv32-pool-conv64-pool-fc128-fc10 on 1 x 28 x 28 images (PERFORMANCE.md's small CNN)."""
+    """conv32-pool-conv64-pool-fc128-fc10 on 1 x 28 x 28 images (the small CNN of docs/performance.md)."""
     import minitrain as mt
     from minitrain import nn
 
