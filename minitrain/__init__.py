@@ -1,9 +1,10 @@
-"""minitrain: train neural networks on interchangeable NumPy, Numba and CuPy backends."""
+"""minitrain: train neural networks on interchangeable array backends (NumPy, Numba)."""
 
-from . import callbacks, data, functional, init, losses, nn, optim, schedules, training
+from . import callbacks, data, functional, init, losses, nn, optim, random, schedules, testing, training
 from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
-from .backend import get_backend, list_backends, manual_seed, register_backend, set_backend, use_backend
+from .backend import get_backend, list_backends, register_backend, set_backend, use_backend
 from .estimators import MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor
+from .random import manual_seed
 
 __version__ = "0.1.0"
 
@@ -28,9 +29,11 @@ __all__ = [
     "nn",
     "no_grad",
     "optim",
+    "random",
     "register_backend",
     "schedules",
     "set_backend",
     "tensor",
+    "testing",
     "use_backend",
 ]

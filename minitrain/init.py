@@ -1,7 +1,8 @@
-"""Weight initialization, in place, drawn from the tensor's backend generator (PyTorch's names).
+"""Weight initialization, in place (PyTorch's names).
 
-Glorot/Xavier, He/Kaiming, LeCun, orthogonal, constants. Values are drawn in float64 and cast, so a
-seed gives the same weights on every CPU backend.
+Glorot/Xavier, He/Kaiming, LeCun, orthogonal, constants. Values are drawn on the host in float64 from
+``generator`` (a NumPy ``Generator``), by default the current stream of :mod:`minitrain.random`, and cast: a
+seed gives the same weights on every backend.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from . import random
 from .autograd import Tensor
 
 
@@ -44,14 +48,14 @@ def _fill(t: Tensor, values: Any) -> Tensor:
     return t
 
 
-def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0, generator: np.random.Generator | None = None) -> Tensor:
     """Fill with U(a, b)."""
-    return _fill(t, t.backend.rng.uniform(a, b, size=t.shape))
+    return _fill(t, (generator or random.host_generator()).uniform(a, b, size=t.shape))
 
 
-def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, generator: np.random.Generator | None = None) -> Tensor:
     """Fill with N(mean, std**2)."""
-    return _fill(t, t.backend.rng.normal(mean, std, size=t.shape))
+    return _fill(t, (generator or random.host_generator()).normal(mean, std, size=t.shape))
 
 
 def constant_(t: Tensor, value: float) -> Tensor:
@@ -122,14 +126,14 @@ def lecun_normal_(t: Tensor) -> Tensor:
     return kaiming_normal_(t, nonlinearity="linear")
 
 
-def orthogonal_(t: Tensor, gain: float = 1.0) -> Tensor:
+def orthogonal_(t: Tensor, gain: float = 1.0, generator: np.random.Generator | None = None) -> Tensor:
     """A (semi-)orthogonal matrix, scaled by ``gain``, over the flattened trailing axes."""
     if t.ndim < 2:
         raise ValueError(f"orthogonal_ needs at least 2 dimensions, got shape {t.shape}")
     be = t.backend
     xp = be.xp
     rows, cols = t.shape[0], t.size // t.shape[0]
-    a = be.asarray(be.rng.normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols))))
+    a = be.asarray((generator or random.host_generator()).normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols))))
     q, r = xp.linalg.qr(a)
     q = q * xp.sign(xp.diag(r))  # unique decomposition: positive diagonal of r
     if rows < cols:

@@ -35,8 +35,10 @@ class Trainer:
     batch_size : int
     callbacks : sequence of Callback
         Run in order; a :class:`~minitrain.callbacks.History` is always kept in ``history``.
-    shuffle : bool, default True
-        Visit the training samples in a new random order each epoch.
+    shuffle : bool or 'chained', default True
+        Visit the training samples in a new random order each epoch: a fresh permutation (True), or a permutation
+        of the previous epoch's order ('chained', scikit-learn's MLP rule; the chain starts anew with each
+        ``Trainer``). Either draws one permutation from ``random_state`` per epoch.
     random_state : numpy RandomState, optional
         Source of the shuffling permutations.
     score_fn : callable ``(dataset) -> float``, optional
@@ -74,7 +76,7 @@ class Trainer:
         *,
         batch_size: int,
         callbacks: Sequence[Callback] = (),
-        shuffle: bool = True,
+        shuffle: bool | str = True,
         random_state: np.random.RandomState | None = None,
         score_fn: Callable[[ArrayDataset], float] | None = None,
         penalty: Callable[[float], float] | None = None,
@@ -175,12 +177,13 @@ class Trainer:
         last_finite = self.get_weights()
         self.module.train()
         order = None
-        if self.shuffle:  # each epoch permutes the previous order, as scikit-learn's MLP does
-            if self._order is None or len(self._order) != train.n_samples:
-                self._order = np.arange(train.n_samples)
+        if self.shuffle:
             perm = np.arange(train.n_samples)
             self.random_state.shuffle(perm)  # what sklearn.utils.shuffle draws, without its input checks
-            order = self._order = self._order[perm]
+            if self.shuffle == "chained":  # permute the previous order, as scikit-learn's MLP does
+                chained = self._order is not None and len(self._order) == train.n_samples
+                perm = self._order[perm] if chained else perm
+            order = self._order = perm
         total = 0.0
         step = self._autograd_step if self.forward_backward is None else self.forward_backward
         n_samples = train.n_samples

@@ -1,4 +1,4 @@
-"""The backend registry: discovery, status reporting, selection, per-thread context, seeding, plugins."""
+"""The backend registry: discovery, status reporting, selection, per-thread context, generators, plugins."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from minitrain.backend import (
     NumpyBackend,
     get_backend,
     list_backends,
-    manual_seed,
     register_backend,
     registry,
     set_backend,
@@ -320,41 +319,75 @@ def test_device_index_must_be_an_integer():
         get_backend("numpy:x")
 
 
-# ------------------------------------------------------------------------------------------ seeding
-@pytest.fixture
-def _restore_global_seed(monkeypatch):
-    monkeypatch.setattr(registry, "_seed", registry._seed)
-    yield
-    for inst in list(registry._instances.values()):
-        inst.seed(None)
-
-
-@pytest.mark.usefixtures("_restore_global_seed")
-def test_manual_seed_makes_draws_reproducible():
+# ------------------------------------------------------------------------------------------ generators
+def test_backends_hold_no_random_state_only_make_generators():
     be = get_backend("numpy")
-    manual_seed(7)
-    first = be.rng.random(5)
-    manual_seed(7)
-    np.testing.assert_array_equal(be.rng.random(5), first)
-    manual_seed(8)
-    assert not np.array_equal(be.rng.random(5), first)
+    assert not hasattr(be, "rng") and not hasattr(be, "seed")
+    a, b = be.generator(7), be.generator(7)
+    np.testing.assert_array_equal(a.random(5), b.random(5))
+    assert not np.array_equal(be.generator(8).random(5), be.generator(7).random(5))
 
 
-@pytest.mark.usefixtures("_restore_global_seed")
-def test_manual_seed_applies_to_backends_loaded_later():
-    manual_seed(11)
-    expected = np.random.default_rng(11).random(4)
-    with registered("alt", AltBackend):
-        np.testing.assert_array_equal(get_backend("alt").rng.random(4), expected)
+@pytest.fixture
+def _restore_default_stream(monkeypatch):
+    monkeypatch.setitem(mt.random._default, "stream", mt.random._default["stream"])
 
 
-@pytest.mark.usefixtures("_restore_global_seed")
-def test_manual_seed_makes_dropout_reproducible():
+@pytest.mark.usefixtures("_restore_default_stream")
+def test_manual_seed_makes_new_modules_reproducible():
+    mt.manual_seed(7)
+    first = [mt.nn.Linear(4, 3, backend="numpy").weight.numpy(), mt.nn.Dropout(0.5).generator.random(3)]
+    mt.manual_seed(7)
+    again = [mt.nn.Linear(4, 3, backend="numpy").weight.numpy(), mt.nn.Dropout(0.5).generator.random(3)]
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    mt.manual_seed(8)
+    assert not np.array_equal(mt.nn.Linear(4, 3, backend="numpy").weight.numpy(), first[0])
+
+
+@pytest.mark.usefixtures("_restore_default_stream")
+def test_manual_seed_makes_functional_dropout_reproducible():
     x = mt.tensor(np.ones((4, 50)))
-    manual_seed(3)
+    mt.manual_seed(3)
     a = mt.functional.dropout(x, 0.5).numpy()
-    manual_seed(3)
+    mt.manual_seed(3)
     np.testing.assert_array_equal(mt.functional.dropout(x, 0.5).numpy(), a)
+    gen = get_backend(x.backend).generator(11)
+    b = mt.functional.dropout(x, 0.5, generator=gen).numpy()
+    np.testing.assert_array_equal(mt.functional.dropout(x, 0.5, generator=x.backend.generator(11)).numpy(), b)
+
+
+@pytest.mark.usefixtures("_restore_default_stream")
+def test_a_seeded_block_is_its_own_stream_and_leaves_the_default_alone():
+    mt.manual_seed(5)
+    expected = mt.nn.Linear(4, 3, backend="numpy").weight.numpy()
+    mt.manual_seed(5)
+    with mt.random.seeded(123):
+        inside = mt.nn.Linear(4, 3, backend="numpy").weight.numpy()
+    np.testing.assert_array_equal(mt.nn.Linear(4, 3, backend="numpy").weight.numpy(), expected)
+    with mt.random.seeded(123):
+        np.testing.assert_array_equal(mt.nn.Linear(4, 3, backend="numpy").weight.numpy(), inside)
+
+
+def test_a_seeded_block_is_invisible_to_other_threads():
+    seen = {}
+
+    def build(name, seed):
+        with mt.random.seeded(seed):
+            barrier.wait()
+            seen[name] = [mt.nn.Linear(8, 8, backend="numpy").weight.numpy() for _ in range(20)]
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=build, args=(n, 1)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with mt.random.seeded(1):
+        want = [mt.nn.Linear(8, 8, backend="numpy").weight.numpy() for _ in range(20)]
+    for name in ("a", "b"):
+        for got, ref in zip(seen[name], want, strict=True):
+            np.testing.assert_array_equal(got, ref)
 
 
 # ------------------------------------------------------------------------------------------ plugins

@@ -237,7 +237,7 @@ def test_mse_is_squared_error_and_its_gradient(backend, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dropout_scales_kept_elements_by_inverse_keep_probability(backend, dtype):
     x = put(backend, np.full(4000, 3.0), dtype)
-    y, mask = backend.dropout(x, 0.25)
+    y, mask = backend.dropout(x, 0.25, backend.generator(0))
     m = host(backend, mask)
     assert set(np.unique(m).tolist()) == {0.0, float(np.dtype(dtype).type(4 / 3))}
     np.testing.assert_allclose(host(backend, y), 3.0 * m, rtol=1e-6)

@@ -92,7 +92,7 @@ def _calls(dtype):
         ("softmax_cross_entropy", (x, np.full((5, 4), 0.25, dtype)), {}),
         ("sigmoid_cross_entropy", (x, (x > 0).astype(dtype)), {"pos_weight": np.full(4, 2.0, dtype)}),
         ("mse", (x, x[::-1].copy()), {}),
-        ("dropout", (x, 0.5), {}),
+        ("dropout", (x, 0.5, np.random.default_rng(3)), {}),
         ("batchnorm", (x, None, None, np.zeros(4, dtype), np.ones(4, dtype)), {}),
         ("batchnorm_backward", (x, x, np.ones(4, dtype), None), {}),
         ("sgd_step", (p[0], p[1], p[2]), {"lr": 0.1, "step": 2, "momentum": 0.9, "nesterov": True}),
@@ -130,11 +130,10 @@ def test_overrides_run_numba_kernels_not_the_reference(nb, monkeypatch, dtype):
 def test_overrides_match_the_reference(nb, dtype):
     ref, tol = NumpyBackend(), {"float32": 1e-5, "float64": 1e-12}[dtype]
     for name, args, kwargs in _calls(dtype):
-        if name == "dropout":
-            nb.seed(3)
-            ref.seed(3)
         mine = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
         theirs = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        if name == "dropout":  # two generators with the same seed
+            mine[2], theirs[2] = nb.generator(3), ref.generator(3)
         got, want = getattr(nb, name)(*mine, **kwargs), getattr(ref, name)(*theirs, **kwargs)
         got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
         for g, w in [*zip(got, want), *zip(mine, theirs)]:  # results, then arguments updated in place
@@ -234,10 +233,9 @@ def test_negative_class_index_counts_from_the_end_like_numpy(nb):
 
 def test_dropout_draws_the_reference_mask(nb):
     x = rand((50, 40), "float32")
-    nb.seed(11)
-    ref = NumpyBackend(seed=11)
-    y, mask = nb.dropout(x, 0.3)
-    y_ref, mask_ref = ref.dropout(x, 0.3)
+    ref = NumpyBackend()
+    y, mask = nb.dropout(x, 0.3, nb.generator(11))
+    y_ref, mask_ref = ref.dropout(x, 0.3, ref.generator(11))
     np.testing.assert_array_equal(mask, mask_ref)
     np.testing.assert_array_equal(y, y_ref)
 

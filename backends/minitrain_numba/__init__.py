@@ -237,16 +237,18 @@ class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
         return loss, grad
 
     # ------------------------------------------------------------------ dropout, batchnorm
-    def dropout(self, x: Any, p: float, *, out: Any = None) -> tuple[Any, Any]:
-        """Inverted dropout; returns ``(y, mask)`` with the mask already scaled by 1/(1-p).
+    def dropout(self, x: Any, p: float, generator: Any, *, out: Any = None) -> tuple[Any, Any]:
+        """Inverted dropout drawing from ``generator``; returns ``(y, mask)`` with the mask already scaled by 1/(1-p).
 
-        Draws the same numbers from ``self.rng`` as the reference, then builds the mask in the draws'
+        Draws the same numbers from a NumPy ``Generator`` as the reference, then builds the mask in the draws'
         buffer and applies it in one pass.
         """
         dt = _dtype(x, out)
         if dt is None or p >= 1.0 or (out is not None and out.shape != x.shape):
             return NotImplemented
-        mask = self.rng.random(x.shape, dtype=dt.type)
+        if not isinstance(generator, np.random.Generator):
+            return NotImplemented
+        mask = generator.random(x.shape, dtype=dt.type)
         xf = _flat_in(x, "C")
         result, of, temp = _flat_out(out, x.shape, dt, "C")
         _k().dropout(xf.size, xf, mask.reshape(-1), of, float(p), float(dt.type(1.0 / (1.0 - p))))

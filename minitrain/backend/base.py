@@ -137,8 +137,6 @@ class Backend:
     ----------
     device : int, optional
         Device index for backends with several devices (``"cupy:1"``); CPU backends ignore it.
-    seed : int, optional
-        Seed of the backend's random generator.
     """
 
     name = "base"
@@ -157,10 +155,8 @@ class Backend:
                 if callable(fn) and not getattr(fn, "__minitrain_fallback__", False):
                     setattr(owner, name, _with_fallback(fn, owner, name))
 
-    def __init__(self, device: int | None = None, seed: int | None = None) -> None:
+    def __init__(self, device: int | None = None) -> None:
         self.device_index = 0 if device is None else int(device)
-        self._rng = None
-        self.seed(seed)
 
     @property
     def spec(self) -> str:
@@ -217,14 +213,11 @@ class Backend:
         return self.xp.full(shape, fill, dtype=dtype)
 
     # ------------------------------------------------------------------ randomness
-    def seed(self, seed: int | None) -> None:
-        """Reseed the backend's random generator."""
-        self._rng = np.random.default_rng(seed)
-
-    @property
-    def rng(self) -> Any:
-        """The backend's random generator (NumPy ``Generator`` API)."""
-        return self._rng
+    def generator(self, seed: Any = None) -> Any:
+        """A new random generator on this backend's device, seeded with ``seed`` (an int, or None for fresh
+        entropy), with NumPy ``Generator``'s methods (``random``, ``uniform``, ``normal``, ``integers``). Kernels
+        that draw random numbers take one: the backend itself holds no random state."""
+        return np.random.default_rng(seed)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.device}>"
@@ -393,13 +386,14 @@ class Backend:
         diff = pred - target.astype(pred.dtype, copy=False)
         return diff * diff, diff * 2.0
 
-    def dropout(self, x: Any, p: float, *, out: Any = None) -> tuple[Any, Any]:
-        """Inverted dropout; returns ``(y, mask)`` with the mask already scaled by 1/(1-p)."""
+    def dropout(self, x: Any, p: float, generator: Any, *, out: Any = None) -> tuple[Any, Any]:
+        """Inverted dropout drawing from ``generator`` (see ``generator()``); returns ``(y, mask)`` with the mask
+        already scaled by 1/(1-p)."""
         xp = self.xp
         if p >= 1.0:
             mask = xp.zeros_like(x)
         else:
-            keep = self.asarray(self.rng.random(x.shape, dtype=np.float64 if x.dtype == np.float64 else np.float32))
+            keep = self.asarray(generator.random(x.shape, dtype=np.float64 if x.dtype == np.float64 else np.float32))
             mask = (keep >= p).astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
         if out is None:
             return x * mask, mask

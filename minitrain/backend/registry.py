@@ -24,7 +24,6 @@ _targets: dict[str, Any] | None = None  # name -> "module:attr" string or Backen
 _classes: dict[str, type[Backend] | None] = {}
 _reasons: dict[str, str] = {}
 _instances: dict[tuple[str, int | None], Backend] = {}
-_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,7 @@ def get_backend(name: str | Backend | None = None) -> Backend:
             raise ValueError(
                 f"backend {base!r} is not available: {_reasons[base]}; registered backends: {_status_lines()}"
             )
-        inst = cls(device=device, seed=_seed)
+        inst = cls(device=device)
         _instances[key] = inst
         return inst
 
@@ -212,12 +211,3 @@ def use_backend(name: str | Backend) -> Iterator[Backend]:
         yield backend
     finally:
         reset(token)
-
-
-def manual_seed(seed: int) -> None:
-    """Seed the random generator of every backend, loaded now or later."""
-    global _seed
-    with _lock:
-        _seed = int(seed)
-        for inst in _instances.values():
-            inst.seed(_seed)

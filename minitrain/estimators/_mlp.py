@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from numbers import Integral, Real
 from typing import Any, ClassVar
@@ -14,6 +15,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from .. import random
 from ..backend import Backend
 from ..callbacks import History
 from ..data import ArrayDataset, train_valid_split
@@ -137,8 +139,6 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
         elif self.module_.backend is not be:
             self.module_.to(be)
             self.optimizer_ = None
-        if self.dropout and self.random_state is not None:
-            be.seed(int(self._random_state.randint(np.iinfo(np.int32).max)))
         self.backend_ = be.name if be.device in ("cpu", "0", 0) else f"{be.name}:{be.device}"
         if self.solver in _STOCHASTIC:
             self._fit_stochastic(X, y, sample_weight, incremental, X_val, y_val)
@@ -160,7 +160,11 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(layer_units)
         self.out_activation_ = self._out_activation()
-        self.module_ = build_network(self, layer_units, be, dtype, self._random_state)
+        with random.seeded(0) if self.random_state is not None else contextlib.nullcontext():
+            self.module_ = build_network(self, layer_units, be, dtype, self._random_state)
+        if self.random_state is not None and any(True for _ in self.module_.named_generators()):
+            # dropout masks: the network's own generators, seeded from random_state, continue across calls
+            self.module_.seed_generators(int(self._random_state.randint(np.iinfo(np.int32).max)))
         self.optimizer_ = None
         self.history_ = History()
         if self.solver in _STOCHASTIC:
@@ -233,7 +237,7 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
             return self._score(X_val, y_val, sample_weight=sw_val)
 
         trainer = Trainer(
-            module, criterion, self.optimizer_, batch_size=batch_size, shuffle=self.shuffle,
+            module, criterion, self.optimizer_, batch_size=batch_size, shuffle=self.shuffle and "chained",
             callbacks=[self.history_, rules, *self._user_callbacks()], random_state=self._random_state,
             score_fn=score if validating else None, penalty=self._penalty_fn(), estimator=self,
             forward_backward=MLPStep.for_module(module, out_act),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from numbers import Integral, Real
 from typing import Any, ClassVar
@@ -15,7 +16,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from .. import losses, nn
+from .. import losses, nn, random
 from ..backend import Backend
 from ..callbacks import History
 from ..data import ArrayDataset, train_valid_split
@@ -160,8 +161,7 @@ class BaseNeuralNet(PortableStateMixin, BaseEstimator):
         y_enc = self._encode_y(y, first, classes)
         if first:  # one stream of random numbers per training run: warm starts and partial_fit continue it
             self._random_state = rs = check_random_state(self.random_state)
-            if self.random_state is not None:
-                be.seed(int(rs.randint(np.iinfo(np.int32).max)))
+            self._module_seed = None if self.random_state is None else int(rs.randint(np.iinfo(np.int32).max))
         else:
             self._check_continuation(y_enc)
         rs = self._random_state
@@ -189,7 +189,11 @@ class BaseNeuralNet(PortableStateMixin, BaseEstimator):
         self.criterion_ = core.build_criterion(crit, self._routed("criterion"), be)
         self.n_outputs_ = self._module_outputs(y_enc)
         dtype = resolve_dtype(self.dtype, X)
-        self.module_ = core.build_module(self.module, self._routed("module"), X.shape[1], self.n_outputs_, be, dtype)
+        seed, routed = self.__dict__.pop("_module_seed", None), self._routed("module")
+        with contextlib.nullcontext() if seed is None else random.seeded(seed):  # weights and generators
+            self.module_ = core.build_module(self.module, routed, X.shape[1], self.n_outputs_, be, dtype)
+        if seed is not None:  # a module instance's generators too (it is copied with their state)
+            self.module_.seed_generators(seed)
         params = self.module_.parameters()
         self._dtype = np.dtype(params[0].dtype) if params else dtype
         out = forward_numpy(self.module_, X[:2], self._dtype)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import random
 from ..autograd import Tensor
 from ..backend.base import NEEDS_PREACTIVATION, canonical_activation
 
@@ -133,14 +134,20 @@ def linear(
     return _make(out, be, (x, weight) if bias is None else (x, weight, bias), bw)
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
-    """Inverted dropout: zero each element with probability ``p``, scale the rest by 1/(1-p)."""
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = None) -> Tensor:
+    """Inverted dropout: zero each element with probability ``p``, scale the rest by 1/(1-p).
+
+    ``generator``: a generator of ``x``'s backend (``Backend.generator``) to draw the mask from; by default a new
+    one seeded from the current stream (:mod:`minitrain.random`). Modules pass their own (``nn.Dropout``).
+    """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
     be = x.backend
-    y, mask = be.dropout(x.data, p)
+    if generator is None:
+        generator = be.generator(random.spawn_seed())
+    y, mask = be.dropout(x.data, p, generator)
     return _make(y, be, (x,), lambda g: (be.dropout_backward(g, mask),))
 
 

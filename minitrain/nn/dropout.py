@@ -16,17 +16,22 @@ class Dropout(Module):
     ----------
     p : float, default=0.5
         Probability of zeroing an element; identity in eval mode.
+    backend : str or Backend, optional
+    seed : int, optional
+        Seed of this layer's own generator of masks (``self.generator``); by default one is drawn from the
+        current stream (see :mod:`minitrain.random`).
     """
 
-    def __init__(self, p: float = 0.5, backend: Any = None) -> None:
+    def __init__(self, p: float = 0.5, backend: Any = None, seed: int | None = None) -> None:
         super().__init__(backend)
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
         self.p = float(p)
+        self.register_generator("generator", seed)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply dropout (training) or pass through (eval)."""
-        return F.dropout(x, self.p, self.training)
+        return F.dropout(x, self.p, self.training, generator=self.generator)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

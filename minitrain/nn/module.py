@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import random
 from ..backend import Backend, get_backend
 from .flat import FlatBuffer, Parameter, flatten_parameters, move_parameters
 
@@ -15,7 +16,8 @@ class Module:
     """Base class of layers and models, with PyTorch's API.
 
     Assigning a ``Parameter`` or a ``Module`` as an attribute registers it; ``register_buffer``
-    registers non-trained state (e.g. running statistics) that ``state_dict`` saves.
+    registers non-trained state (e.g. running statistics) that ``state_dict`` saves; ``register_generator``
+    gives a module a random generator of its own (e.g. for dropout masks), saved with it when it is pickled.
 
     Parameters
     ----------
@@ -29,6 +31,7 @@ class Module:
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_generators", {})
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_backend", get_backend(backend))
 
@@ -49,7 +52,7 @@ class Module:
 
     def __getattr__(self, name: str) -> Any:
         d = self.__dict__
-        for store in ("_parameters", "_modules", "_buffers"):
+        for store in ("_parameters", "_modules", "_buffers", "_generators"):
             if store in d and name in d[store]:
                 return d[store][name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -65,6 +68,38 @@ class Module:
         """Register a non-trained array (or None) saved in ``state_dict``."""
         self.__dict__.pop(name, None)
         self._buffers[name] = None if array is None else self._backend.asarray(array)
+
+    def register_generator(self, name: str, seed: Any = None) -> None:
+        """Give this module a random generator of its own on its backend, as attribute ``name``.
+
+        ``seed`` None draws one from the current stream (``minitrain.random``: the innermost ``seeded`` block's,
+        else the one ``manual_seed`` seeds). The generator moves with ``to()`` and is pickled with the module.
+        """
+        self.__dict__.pop(name, None)
+        self._generators[name] = self._backend.generator(random.spawn_seed() if seed is None else seed)
+
+    def named_generators(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """Every random generator of this module and its submodules, with dotted names."""
+        for mname, mod in self.named_modules(prefix):
+            for gname, gen in mod._generators.items():
+                yield (f"{mname}.{gname}" if mname else gname), gen
+
+    def seed_generators(self, seed: int) -> Module:
+        """Reseed every random generator of this module and its submodules from ``seed``, each with a stream of
+        its own (in ``named_generators`` order); returns self.
+
+        Examples
+        --------
+        >>> from minitrain import nn
+        >>> net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Dropout(0.5))
+        >>> [name for name, _ in net.seed_generators(0).named_generators()]
+        ['1.generator', '2.generator']
+        """
+        seeds = np.random.SeedSequence(int(seed)).spawn(sum(len(m._generators) for m in self.modules()))
+        for mod in self.modules():
+            for gname in list(mod._generators):
+                mod._generators[gname] = mod._backend.generator(int(seeds.pop(0).generate_state(1, np.uint64)[0]))
+        return self
 
     @property
     def backend(self) -> Backend:
@@ -208,13 +243,23 @@ class Module:
             target[...] = self._backend.asarray(arr, dtype=target.dtype)
 
     def to(self, backend: Any) -> Module:
-        """Move every parameter and buffer to another backend, in place; returns self."""
+        """Move every parameter, buffer and random generator to another backend, in place; returns self.
+
+        A generator continues its stream where both backends use the same kind of generator (NumPy's on the
+        CPU backends); otherwise the new backend's generator is seeded from a draw of the old one.
+        """
         be = get_backend(backend)
         move_parameters(self.parameters(), be)
+        kind = None
         for m in self.modules():
             for name, b in list(m._buffers.items()):
                 if b is not None:
                     m._buffers[name] = be.asarray(m._backend.to_numpy(b))
+            for name, gen in list(m._generators.items()):
+                kind = type(be.generator(0)) if kind is None else kind
+                if type(gen) is not kind:
+                    draw = m._backend.to_numpy(gen.integers(0, 2**63 - 1, size=1))
+                    m._generators[name] = be.generator(int(draw[0]))
             object.__setattr__(m, "_backend", be)
         return self
 

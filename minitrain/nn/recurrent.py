@@ -47,6 +47,8 @@ class _RNNBase(Module):
                 shapes.update(bias_ih=(rows,), bias_hh=(rows,))
             for key, shape in shapes.items():
                 setattr(self, f"{key}_l{layer}", uniform_(Parameter(be.alloc(shape, dtype), backend=be), -bound, bound))
+        if self.dropout and num_layers > 1:  # masks between layers, from a generator of its own
+            self.register_generator("generator")
 
     def _layer(self, layer: int) -> tuple[Parameter, ...]:
         """weight_ih, weight_hh, bias_ih, bias_hh (None without bias) of one layer."""
@@ -97,7 +99,7 @@ class _RNNBase(Module):
         op = getattr(F, self._op)
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
-                x = F.dropout(x, self.dropout)
+                x = F.dropout(x, self.dropout, generator=self.generator)
             x, *final = op(x, *(s[layer] for s in per_layer), *self._layer(layer), batch_first=self.batch_first)
             for acc, f in zip(finals, final):
                 acc.append(f)

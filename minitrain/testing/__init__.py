@@ -73,11 +73,11 @@ def conformance_cases(dtypes: Sequence[str] = ("float32", "float64")) -> list[tu
 def check_backend(backend: Any, *, dtypes: Sequence[str] = ("float32", "float64")) -> None:
     """Run the conformance and parity suite on a backend; raise one AssertionError listing all failures.
 
-    Checks the protocol (attributes, ``asarray``/``to_numpy``, ``alloc``, seeded ``rng``), that overrides
+    Checks the protocol (attributes, ``asarray``/``to_numpy``, ``alloc``, seeded ``generator``), that overrides
     keep the signatures of ``Backend`` and add no public methods, every kernel of ``KERNELS`` against the NumPy
     reference on odd shapes, empty batches and non-contiguous inputs, with every option, and the extensions
     minitrain defines (``Backend.extensions``) against the reference composition.
-    Reseeds the backend's generator (a NumPy ``Generator`` must draw dropout masks like the reference).
+    A backend whose ``generator`` gives NumPy ``Generator``s must draw dropout masks exactly as the reference.
 
     Parameters
     ----------

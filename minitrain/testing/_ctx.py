@@ -13,8 +13,6 @@ from ..backend import Backend
 
 #: Relative tolerance of the parity checks per dtype, of ``|expected| + max(|expected|, 1)`` per array.
 TOLERANCES = {"float32": 1e-5, "float64": 1e-12}
-#: Methods besides the kernels whose signatures an override must keep.
-PROTOCOL_METHODS = ("is_available", "synchronize", "asarray", "to_numpy", "alloc", "seed")
 
 SHAPES = ((1, 1), (7, 13), (33, 65), (0, 5))
 LAYOUTS = ("contiguous", "transposed", "strided")

@@ -20,7 +20,7 @@ from ..backend.base import NEEDS_PREACTIVATION
 from ._ctx import LAYOUTS, OPTIM_SIZES, SHAPES, TOLERANCES, Ctx, put
 
 #: Methods besides the kernels whose signatures an override must keep.
-PROTOCOL_METHODS = ("is_available", "synchronize", "asarray", "to_numpy", "alloc", "seed", "extension")
+PROTOCOL_METHODS = ("is_available", "synchronize", "asarray", "to_numpy", "alloc", "generator", "extension")
 
 
 def protocol(c: Ctx) -> None:
@@ -52,14 +52,18 @@ def protocol(c: Ctx) -> None:
     with c.check("alloc fill=None; to_numpy returns numpy.ndarray"):
         got = be.to_numpy(be.alloc((4, 3), "float64", fill=None))
         assert isinstance(got, np.ndarray) and (got.shape, got.dtype) == ((4, 3), np.float64), f"got {got!r}"
-    with c.check("seed(s) reproduces rng draws; another seed differs"):
-        draws = []
-        for s in (42, 42, 43):
-            be.seed(s)
-            draws.append(c.host(be.asarray(be.rng.random((16,)))))
-        assert np.array_equal(draws[0], draws[1]), "two draws after seed(42) differ"
-        assert not np.array_equal(draws[0], draws[2]), "seed(43) draws the same numbers as seed(42)"
-        assert np.all((draws[0] >= 0) & (draws[0] < 1)), f"rng.random() outside [0, 1): {draws[0]!r}"
+    with c.check("generator(s) reproduces draws; another seed differs; generators are independent"):
+        draws = [c.host(be.asarray(be.generator(s).random((16,)))) for s in (42, 42, 43)]
+        assert np.array_equal(draws[0], draws[1]), "two generators seeded with 42 draw different numbers"
+        assert not np.array_equal(draws[0], draws[2]), "generator(43) draws the same numbers as generator(42)"
+        assert np.all((draws[0] >= 0) & (draws[0] < 1)), f"random() outside [0, 1): {draws[0]!r}"
+        a, b = be.generator(42), be.generator(42)
+        first = c.host(be.asarray(a.random((8,))))
+        be.generator(42).random((8,))  # draws of other generators leave `a` alone
+        b.random((3,))
+        assert not np.array_equal(c.host(be.asarray(a.random((8,)))), first), "a generator repeated its draws"
+        for name in ("uniform", "normal", "integers"):
+            assert callable(getattr(a, name, None)), f"generators need NumPy Generator's {name}()"
 
 
 def signatures(c: Ctx) -> None:
@@ -149,28 +153,27 @@ def _mse(c: Ctx) -> None:
 
 
 def _dropout(c: Ctx) -> None:
-    be, same_generator = c.be, isinstance(c.be.rng, np.random.Generator)
+    be, same_generator = c.be, isinstance(c.be.generator(0), np.random.Generator)
     for shape, p, layout, out in product(SHAPES, (0.0, 0.3, 1.0), LAYOUTS[:2], (False, True)):
         x = c.randn(*shape)
         with c.check(f"dropout p={p} {shape} {layout} out={out}"):
             xb, buf = put(be, x, layout), be.alloc(shape, c.dt, fill=None) if out else None
-            be.seed(1234)
-            y, mask = be.dropout(xb, p, out=buf)
+            y, mask = be.dropout(xb, p, be.generator(1234), out=buf)
             assert not out or y is buf, "with out= given, the kernel must write into out and return it"
             m = c.close("mask", mask, c.host(mask), exact=True)
             scale = float(np.dtype(c.dt).type(1.0 / (1.0 - p))) if p < 1 else 0.0
             assert np.all((m == 0) | (m == scale)), f"mask values must be 0 or 1/(1-p) = {scale}: {np.unique(m)[:5]}"
             assert p not in (0.0, 1.0) or np.all(m == (p == 0.0)), "p=0 must keep every element, p=1 drop every one"
             c.close("y = x * mask", y, x * m)
-            be.seed(1234)
-            assert np.array_equal(c.host(be.dropout(xb, p)[1]), m), "seed(s) then dropout gives another mask"
+            again = be.dropout(xb, p, be.generator(1234))[1]
+            assert np.array_equal(c.host(again), m), "a generator with the same seed gives another mask"
             if same_generator:  # a NumPy Generator must draw masks exactly as the reference does
-                c.ref.seed(1234)
-                c.close("mask (NumPy Generator, same seed as the reference)", mask, c.ref.dropout(x, p)[1], True)
+                want = c.ref.dropout(x, p, c.ref.generator(1234))[1]
+                c.close("mask (NumPy Generator, same seed as the reference)", mask, want, True)
     for p in (0.1, 0.5, 0.9):
         with c.check(f"dropout keep fraction p={p}"):
-            be.seed(7)
-            kept = float(np.mean(c.host(be.dropout(be.alloc((200, 500), c.dt, fill=1.0), p)[1]) != 0))
+            ones = be.alloc((200, 500), c.dt, fill=1.0)
+            kept = float(np.mean(c.host(be.dropout(ones, p, be.generator(7))[1]) != 0))
             assert abs(kept - (1.0 - p)) < 0.01, f"kept {kept:.4f} of 100000 elements, expected {1.0 - p:.2f}"
 
 
