@@ -61,7 +61,22 @@ def test_is_available_explains_a_missing_numba(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` raise ImportError
     ok, reason = minitrain_numba.NumbaBackend.is_available()
     assert not ok
-    assert "pip install minitrain[numba]" in reason
+    assert "numba is not installed" in reason and "pip install numba" in reason
+
+
+def test_is_available_explains_a_broken_numba(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "numba":
+            raise OSError("libllvmlite.so: cannot open shared object file")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    ok, reason = minitrain_numba.NumbaBackend.is_available()
+    assert not ok and "OSError: libllvmlite.so" in reason and "pip install --force-reinstall numba" in reason
 
 
 def test_registered_as_numba(nb):

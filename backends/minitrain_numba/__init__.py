@@ -69,8 +69,10 @@ class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
         """Whether numba can be imported, with the reason when not."""
         try:
             import numba  # noqa: F401
-        except ImportError as exc:
-            return False, f"numba is not installed ({exc}); pip install minitrain[numba]"
+        except ModuleNotFoundError as exc:
+            return False, f"numba is not installed ({exc}); pip install numba"
+        except Exception as exc:  # a broken install (a mismatched llvmlite raises OSError)
+            return False, f"numba cannot be imported ({type(exc).__name__}: {exc}); pip install --force-reinstall numba"
         return True, ""
 
     # ------------------------------------------------------------------ activations

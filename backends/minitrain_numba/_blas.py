@@ -1,8 +1,8 @@
 """NumPy's own BLAS, called from compiled code: ``gemm`` for njit functions (imported with numba, on first use).
 
 A GEMM inside an njit function usually goes to SciPy's BLAS (numba's ``np.dot``), a second OpenBLAS whose
-idle threads spin against NumPy's: on 2 cores a GEMM chain ran 2x slower right after one NumPy BLAS call, and
-NumPy's ran up to 2.6x slower after SciPy's. So kernels here call the OpenBLAS that NumPy's wheel bundles
+idle threads spin against NumPy's: each library's GEMMs ran slower right after the other's ran (figures in
+docs/performance.md). So kernels here call the OpenBLAS that NumPy's wheel bundles
 (``scipy-openblas64``: 64-bit integers, ``scipy_cblas_sgemm64_`` / ``scipy_cblas_dgemm64_``), the very functions
 ``np.matmul`` calls, with one thread pool for both. ``register()`` finds that library through threadpoolctl,
 checks both functions against ``np.matmul`` and registers them with LLVM under stable names

@@ -5,7 +5,7 @@ output size passed as ints) and writes into arrays the caller allocated. Output 
 pixel ``(yo * sh + i - ph, xo * sw + j - pw)`` at window offset ``(i, j)``; a read outside the input is padding.
 Rows are walked with the span of in-range output columns computed once (``_span``), so inner loops carry no
 bounds tests. Indices into the flat arrays are unsigned (``_U``): Numba wraps negative signed indices, and
-that test on every access made the im2col copy 2.7x slower (it kept LLVM from vectorizing the short rows).
+that test on every access kept LLVM from vectorizing the im2col copy's short rows (see docs/performance.md).
 Pooling windows inside the input take an unrolled path, the kernel size a compile-time constant for 2x2 and
 3x3 (``_max_plane`` etc. are inlined per size); windows that touch padding take a checked path.
 """

@@ -2,32 +2,27 @@
 
 Every kernel is written once, with ``prange``, and compiled lazily in two variants:
 
-* serial: ``njit(cache=True, error_model="numpy")``. The numpy error model drops the division-by-zero
-  branch, so LLVM vectorizes the loop (about as fast per thread as the parallel variant on one thread),
-  and a call costs about 0.3 us: no threading-layer launch.
-* parallel: ``njit(parallel=True, cache=True, error_model="numpy")``, for calls whose work is at least
-  ``PARALLEL_MIN`` elements, with Numba's thread count (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``).
-  Without the numpy error model a loop that divides (RMSprop) was not vectorized: 10x slower than serial.
+* serial: ``njit(error_model="numpy")``. The numpy error model drops the division-by-zero branch, so LLVM
+  vectorizes the loop, and a call launches no thread.
+* parallel: ``njit(parallel=True, error_model="numpy")``, for calls whose work is at least ``PARALLEL_MIN``
+  elements, with Numba's thread count (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``). Without the numpy
+  error model a loop that divides (RMSprop) is not vectorized.
 
-Why small work runs serial: in a training step the kernels run between OpenBLAS GEMMs, which own the
-cores. Measured on 2 cores (MLP 784-256-128-10, batch 128): a 2-thread Adam step made training 4x slower
-with the OpenMP layer's default wait policy (its workers spin after a region while the BLAS threads run),
-and gained nothing with a passive wait policy. The serial variant launches no thread at all; it is also
-fork-safe (the GNU OpenMP layer kills a forked child that runs a parallel region) and thread-safe (the
-workqueue layer aborts on concurrent use, and costs about 100 us per launch).
+Why small work runs serial: in a training step the kernels run between OpenBLAS GEMMs, which own the cores, and
+the OpenMP layer's workers spin after a region (its default wait policy) while the BLAS threads run. The serial
+variant launches no thread at all; it is also fork-safe (the GNU OpenMP layer kills a forked child that runs a
+parallel region) and thread-safe (the workqueue layer aborts on concurrent use).
 
-Large work (a 5.8M-parameter Adam step) gains a little from 2 threads if the workers sleep between
-regions, so the parallel variant runs there (from 4M elements), and Numba's threading layer is started with
-``OMP_WAIT_POLICY=PASSIVE`` unless the user set a policy (the variable is set only while the layer
-loads). The parallel variant is not used in a forked child of a process that launched it, nor on the
-workqueue layer. The layer itself is Numba's choice (tbb, else omp, else workqueue) or the user's
-``NUMBA_THREADING_LAYER``. With the threshold at 1M, the small CNN's activation kernels (1.6M elements per
-conv output) ran on 2 threads between GEMMs and CNN training was 0.83-0.97x the NumPy reference; with them
-serial it is 1.13-1.31x (interleaved epochs in one process).
+Large work gains a little from more threads if the workers sleep between regions, so the parallel variant runs
+there, and Numba's threading layer is started with ``OMP_WAIT_POLICY=PASSIVE`` unless the user set a policy (the
+variable is set only while the layer loads). The parallel variant is not used in a forked child of a process
+that launched it, nor on the workqueue layer. The layer itself is Numba's choice (tbb, else omp, else workqueue)
+or the user's ``NUMBA_THREADING_LAYER``. The threshold keeps a small CNN's activation kernels (1.6M elements per
+conv output) serial; ``docs/performance.md`` has the measurements behind these choices.
 
-``cache=True`` keeps compiled code on disk (in ``NUMBA_CACHE_DIR`` if set, else ``__pycache__`` next to the
-sources, else Numba's user-wide cache); a cache from another Numba version is recompiled by Numba, and where
-no cache location is writable a kernel compiles in memory instead of failing.
+Compiled code is kept on disk (``_cache``: in ``NUMBA_CACHE_DIR`` if set, else in a per-user cache directory,
+never beside the installed sources); a cache from another Numba version or of changed sources is recompiled by
+Numba, and where no cache location is writable a kernel compiles in memory instead of failing.
 """
 
 from __future__ import annotations
@@ -38,6 +33,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numba
+
+from . import _cache
 
 #: Elements of work from which a call runs the ``parallel=True`` variant (env ``MINITRAIN_NUMBA_PARALLEL_MIN``).
 PARALLEL_MIN = int(os.environ.get("MINITRAIN_NUMBA_PARALLEL_MIN", 1 << 22))
@@ -87,10 +84,8 @@ def _variant(fn: Callable[..., Any], suffix: str) -> Callable[..., Any]:
 
 
 def _njit(fn: Callable[..., Any], **options: Any) -> Any:
-    try:
-        return numba.njit(cache=True, **options)(fn)
-    except RuntimeError:  # no writable cache location for this file: compile in memory only
-        return numba.njit(**options)(fn)
+    """``numba.njit(**options)(fn)``, its compiled code cached on disk where a location is writable (``_cache``)."""
+    return _cache.njit(fn, **options)
 
 
 class Kernel:

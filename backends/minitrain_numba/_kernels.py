@@ -6,8 +6,8 @@ arrays the caller allocated; ``NumbaBackend`` checks dtypes and layouts before c
 the array's dtype as the NumPy reference's does (so results match it to float rounding; numba calls the
 float32 libm functions for float32), and sums accumulate in float64. Exponentials in the softmax and the
 sigmoid, and tanh (tanh, gelu_tanh), use ``_vmath.vexp`` / ``vtanh``, which LLVM vectorizes (within 1.6 ulp;
-libm's ``exp`` and ``tanh`` are scalar calls, 3-5x slower than NumPy's SIMD loops). Activation kernels are
-made per activation (its code is a compile-time constant), so each compiles only when used.
+libm's ``exp`` and ``tanh`` are scalar calls, measured slower than NumPy's SIMD loops: see docs/performance.md).
+Activation kernels are made per activation (its code is a compile-time constant), so each compiles only when used.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def _make_act_backward(code: int) -> Kernel:
 def _make_act_backward_inplace(code: int) -> Kernel:
     def act_backward_inplace(g: np.ndarray, s: np.ndarray, alpha: float) -> None:
         """g *= act'(s), flat arrays. Its own kernel: LLVM vectorizes a loop only when its output cannot overlap
-        an input, and falls back to scalar code (3x slower) when ``out`` is ``g``."""
+        an input, and falls back to scalar code when ``out`` is ``g``."""
         k = _consts(g, alpha)
         for i in prange(g.size):
             g[i] = g[i] * _act_grad(s[i], code, k)

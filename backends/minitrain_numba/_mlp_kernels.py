@@ -4,7 +4,7 @@ in one compiled call (imported with numba, on first use; see ``_mlp`` for when t
 ``kernel(hidden, kind)`` makes the kernel of networks whose hidden layers share activation ``hidden`` and whose
 output layer is affine; ``kind`` is INDEX (softmax cross-entropy against class indices) or SOFTMAX, LOGISTIC or
 SQUARED against (n, c) targets. Both are constants of the compiled code, so numba prunes the other branches and a
-kernel compiles (about 2 s) only for what it runs. A kernel gathers the batch's rows into ``xb`` (when
+kernel compiles only for what it runs. A kernel gathers the batch's rows into ``xb`` (when
 ``gather``), runs each layer as a GEMM into its output buffer (NumPy's own BLAS, ``_blas``) and one pass adding
 the bias and applying the activation, computes the output loss and its gradient in one pass over the logits, and
 runs the backward pass: the activation's derivative and the bias gradient (float64 column sums) in one pass, then

@@ -2,17 +2,10 @@
 
 Each reads one unit's gates, keeps every intermediate in registers and writes each result once, where the
 NumPy reference makes a pass over temporaries per operation. Sigmoid and tanh use ``_vmath`` (``vexp``,
-``vtanh``), which LLVM vectorizes; with libm's scalar ``exp`` / ``tanh`` fused loops were 1.7-2.4x slower
-than the reference's SIMD passes. Rows are taken as one view per gate, so the in-place writes (the
-activations over the pre-activations, the gate gradients over the activations) go to arrays LLVM can tell
-apart from the others at run time, and the loops vectorize.
-
-Measured on 2 cores, batch 64, hidden 128, per call, reference -> numba (float32; float64):
-
-* ``lstm_step`` 150 -> 86 us (1.75x; 2.2x), ``lstm_step_backward`` 184 -> 29 us (6.4x; 3.5x);
-* ``gru_step`` 130 -> 43 us (3.0x; 2.8x), ``gru_step_backward`` 73 -> 29 us (2.5x; 3.2x);
-* training the asv LSTM classifier (LSTM 32 -> 128 over 50 steps, batch 64, Adam), ms per step, medians of 5
-  interleaved rounds: numpy 36.7, numba with the reference's LSTM kernels 35.3, numba 24.2 (1.5x).
+``vtanh``), which LLVM vectorizes; with libm's scalar ``exp`` / ``tanh`` fused loops were slower than the
+reference's SIMD passes. Rows are taken as one view per gate, so the in-place writes (the activations over the
+pre-activations, the gate gradients over the activations) go to arrays LLVM can tell apart from the others at
+run time, and the loops vectorize. Per-call and training timings against the reference: docs/performance.md.
 """
 
 from __future__ import annotations
