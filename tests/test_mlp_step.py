@@ -13,8 +13,8 @@ from sklearn.exceptions import ConvergenceWarning
 from minitrain import MLPClassifier, MLPRegressor, nn
 from minitrain.data import ArrayDataset
 from minitrain.estimators import _mlp_step
-from minitrain.estimators._mlp_core import build_network
 from minitrain.estimators._mlp_losses import output_loss
+from minitrain.estimators._mlp_network import build_network
 from minitrain.estimators._mlp_step import MLPStep, reference_loss_grad
 
 CASES = [  # hidden activation, output activation, hidden layers

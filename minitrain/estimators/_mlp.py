@@ -1,4 +1,5 @@
-"""``BaseMLP``: fit / partial_fit / predict shared by MLPClassifier and MLPRegressor."""
+"""``BaseMLP``: what MLPClassifier and MLPRegressor share on top of the estimator core: scikit-learn's
+network, solvers, update rules, validation split and stopping."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.optimize
-from sklearn.base import BaseEstimator, _fit_context, is_classifier
+from sklearn.base import _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
@@ -17,18 +18,18 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from .. import random
 from ..backend import Backend
-from ..callbacks import History
-from ..data import ArrayDataset, train_valid_split
+from ..data import train_valid_split
 from ..training import Trainer
-from ._base import PortableStateMixin, forward_numpy, resolve_backend, resolve_dtype, validate_x
-from ._mlp_core import SklearnRules, build_network, linear_layers, make_optimizer
+from ._estimator import NetEstimator, resolve_dtype, validate_x
 from ._mlp_losses import output_activation, output_loss
+from ._mlp_network import build_network, linear_layers
+from ._mlp_solvers import SklearnRules, make_optimizer
 from ._mlp_step import MLPStep
 
 _STOCHASTIC = ("sgd", "adam")
 
 
-class BaseMLP(PortableStateMixin, BaseEstimator):
+class BaseMLP(NetEstimator):
     """Shared implementation; use :class:`MLPClassifier` or :class:`MLPRegressor`."""
 
     _parameter_constraints: ClassVar[dict] = {
@@ -116,57 +117,71 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
             )
         return True
 
-    def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool, X_val: Any = None, y_val: Any = None):
+    # ------------------------------------------------------------------ the estimator core's hooks
+    def _validate_fit(
+        self, X: Any, y: Any, sample_weight: Any, *, first: bool, incremental: bool, X_val: Any = None,
+        y_val: Any = None,
+    ) -> dict[str, Any]:  # fmt: skip
         sizes = self.hidden_layer_sizes
         sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
         if any(s <= 0 for s in sizes):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val, or neither")
-        be = resolve_backend(self.backend)  # before touching any fitted state: a bad backend loses nothing
-        first_pass = not hasattr(self, "module_") or (not self.warm_start and not incremental)
-        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        X, y = self._validate_input(X, y, incremental, reset=first)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         sample_weight = self._class_weighted(y, sample_weight)
         if y.ndim == 1:
             y = y.reshape(-1, 1)
-        self._random_state = check_random_state(self.random_state)
-        if first_pass:
-            self._initialize(y, [X.shape[1], *sizes, y.shape[1]], be, resolve_dtype(self.dtype, X))
-        elif y.shape[1] != self.n_outputs_:
-            raise ValueError(f"y has {y.shape[1]} outputs but the model was fitted with {self.n_outputs_}")
-        elif self.module_.backend is not be:
-            self.module_.to(be)
-            self.optimizer_ = None
-        self.backend_ = be.name if be.device in ("cpu", "0", 0) else f"{be.name}:{be.device}"
+        val = None
+        if X_val is not None:
+            X_val, y_val_fit = self._validate_input(X_val, y_val, incremental=True, reset=False)
+            y_val_labels = np.asarray(y_val) if is_classifier(self) else y_val_fit
+            val = (X_val, y_val_fit.reshape(len(y_val_fit), -1), y_val_labels)
+        self._random_state = check_random_state(self.random_state)  # per call, as in scikit-learn
+        return {"X": X, "y": y, "sample_weight": sample_weight, "val": val, "sizes": sizes}
+
+    def _check_continuation(self, data: dict[str, Any]) -> None:
+        if data["y"].shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {data['y'].shape[1]} outputs but the model was fitted with {self.n_outputs_}")
+
+    def _continues_optimizer(self, incremental: bool) -> bool:
+        return incremental  # a warm-started fit starts a new optimizer, as scikit-learn's does
+
+    def _make_optimizer(self) -> Any:
+        return make_optimizer(self, self.module_) if self.solver in _STOCHASTIC else None
+
+    def _train(self, data: dict[str, Any], incremental: bool) -> None:
         if self.solver in _STOCHASTIC:
-            self._fit_stochastic(X, y, sample_weight, incremental, X_val, y_val)
+            self._fit_stochastic(data, incremental)
         else:
-            self._fit_lbfgs(X, y, sample_weight)
+            self._fit_lbfgs(data["X"], data["y"], data["sample_weight"])
+        be = self.module_.backend
         if not all(np.isfinite(be.to_numpy(p.data)).all() for p in self.module_.parameters()):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large values and need to"
                 " be preprocessed."
             )
-        return self
 
     def _class_weighted(self, y: Any, sample_weight: Any) -> Any:
         return sample_weight
 
-    def _initialize(self, y: np.ndarray, layer_units: list[int], be: Backend, dtype: np.dtype) -> None:
+    def _initialize(self, data: dict[str, Any], be: Backend) -> None:
+        X, y = data["X"], data["y"]
+        layer_units = [X.shape[1], *data["sizes"], y.shape[1]]
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(layer_units)
         self.out_activation_ = self._out_activation()
         with random.seeded(0) if self.random_state is not None else contextlib.nullcontext():
-            self.module_ = build_network(self, layer_units, be, dtype, self._random_state)
+            self.module_ = build_network(self, layer_units, be, resolve_dtype(self.dtype, X), self._random_state)
         if self.random_state is not None and any(True for _ in self.module_.named_generators()):
             # dropout masks: the network's own generators, seeded from random_state, continue across calls
             self.module_.seed_generators(int(self._random_state.randint(np.iinfo(np.int32).max)))
-        self.optimizer_ = None
-        self.history_ = History()
         if self.solver in _STOCHASTIC:
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -179,22 +194,12 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
                 self.validation_scores_ = self.validation_loss_curve_ = None
                 self.best_validation_score_ = None
 
-    @property
-    def _dtype(self) -> np.dtype:
-        return np.dtype(self.module_.parameters()[0].dtype)
-
-    def _dataset(self, X: Any, y: Any, sample_weight: Any) -> ArrayDataset:
-        return ArrayDataset(X, y, sample_weight, backend=self.module_.backend, dtype=self._dtype)
-
-    def _fit_stochastic(self, X, y, sample_weight, incremental, X_val, y_val) -> None:
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        validating = self.early_stopping or X_val is not None
+    def _fit_stochastic(self, data: dict[str, Any], incremental: bool) -> None:
+        X, y, sample_weight = data["X"], data["y"], data["sample_weight"]
+        validating = self.early_stopping or data["val"] is not None
         sw_val = None
-        if X_val is not None:
-            X_val, y_val_fit = self._validate_input(X_val, y_val, incremental=True, reset=False)
-            y_val = np.asarray(y_val) if is_classifier(self) else y_val_fit
-            y_val_fit = y_val_fit.reshape(len(y_val_fit), -1)
+        if data["val"] is not None:
+            X_val, y_val_fit, y_val = data["val"]
             X_train, y_train, sw_train = X, y, sample_weight
         elif self.early_stopping:
             stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
@@ -213,15 +218,10 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
         else:
             if self.batch_size > n:
                 warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=3
+                    "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=4
                 )
             batch_size = int(np.clip(self.batch_size, 1, n))
         module = self.module_
-        if self.optimizer_ is None or not incremental:
-            self.optimizer_ = make_optimizer(self, module)
-            saved = self.__dict__.pop("_optimizer_state", None)
-            if saved is not None and incremental:
-                self.optimizer_.load_state_dict(saved)
         self.n_iter_ = 0  # per call, as in scikit-learn (t_ keeps counting)
         rules = SklearnRules(self, n, validating, incremental)
         out_act = self.out_activation_
@@ -229,9 +229,7 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
         def criterion(out, yb, wb, wsum):
             return output_loss(out, yb, wb, wsum, out_act)
 
-        valid = None
-        if validating:
-            valid = self._dataset(X_val, y_val_fit, sw_val)
+        valid = self._dataset(X_val, y_val_fit, sw_val) if validating else None
 
         def score(_):
             return self._score(X_val, y_val, sample_weight=sw_val)
@@ -242,11 +240,11 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
             score_fn=score if validating else None, penalty=self._penalty_fn(), estimator=self,
             forward_backward=MLPStep.for_module(module, out_act),
         )  # fmt: skip
-        trainer.epoch = len(self.history_)
         if not incremental:  # each fit starts the callbacks afresh; partial_fit continues them
             for cb in self._user_callbacks():
                 cb.initialize()
-        trainer.fit(self._dataset(X_train, y_train, sw_train), valid, epochs=1 if incremental else self.max_iter)
+        epochs = 1 if incremental else self.max_iter
+        self._run_trainer(trainer, self._dataset(X_train, y_train, sw_train), valid, epochs)
 
     def _user_callbacks(self) -> list[Any]:
         return [cb[1] if isinstance(cb, tuple) else cb for cb in (self.callbacks or ())]
@@ -328,8 +326,7 @@ class BaseMLP(PortableStateMixin, BaseEstimator):
         """Output-layer activations for ``X`` as a NumPy array of shape (n_samples, n_outputs)."""
         if check_input:
             X = validate_x(self, X)
-        z = forward_numpy(self.module_, X, self._dtype)
-        return output_activation(z.reshape(X.shape[0], self.n_outputs_), self.out_activation_)
+        return output_activation(self._network_outputs(X), self.out_activation_)
 
     def _score_with_function(self, X: Any, y: Any, sample_weight: Any, score_function: Any) -> float:
         y_pred = self._predict(X, check_input=False)

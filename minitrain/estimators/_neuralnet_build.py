@@ -1,4 +1,5 @@
-"""Pieces of the NeuralNet estimators that are not estimator methods: routing, builders, the weighted loss."""
+"""How a NeuralNet estimator builds its module, criterion, optimizer and callbacks from routed parameters, and its
+sample-weighted loss."""
 
 from __future__ import annotations
 

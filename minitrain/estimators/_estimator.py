@@ -1,0 +1,227 @@
+"""The estimator core that the MLP and NeuralNet estimators share.
+
+:class:`NetEstimator` runs every ``fit`` / ``partial_fit``: backend resolution, fresh start or continuation
+(``warm_start``, ``partial_fit``), input validation that leaves the estimator as it was when anything is invalid,
+building the network or moving it (with its optimizer's state) to another backend, the optimizer, ``backend_``,
+the ``Trainer`` run and its history, batched prediction, and pickles that load without the backend they were
+fitted on. What differs between the families (scikit-learn's exact rules and losses for the MLPs, routed
+``module__`` / ``optimizer__`` parameters for the NeuralNets) lives in each estimator's own file.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.utils import assert_all_finite
+from sklearn.utils.validation import column_or_1d, validate_data
+
+from .. import nn
+from ..autograd import Tensor, no_grad
+from ..backend import Backend, get_backend, list_backends
+from ..callbacks import History
+from ..data import ArrayDataset
+
+PREDICT_BATCH = 8192
+
+
+def resolve_backend(backend: Any) -> Backend:
+    """The backend an estimator fits on: ``"auto"`` defers to ``use_backend`` / ``MINITRAIN_BACKEND`` / auto."""
+    if isinstance(backend, Backend):
+        return backend
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a backend name (str) or a Backend, got {type(backend).__name__}")
+    return get_backend(None if backend == "auto" else backend)
+
+
+def resolve_dtype(dtype: Any, X: Any) -> np.dtype:
+    """``None`` keeps float32 input float32 and makes anything else float64 (scikit-learn's rule)."""
+    if dtype is None:
+        return np.dtype(np.float32) if X.dtype == np.float32 else np.dtype(np.float64)
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise ValueError(f"dtype must be a floating dtype such as 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def validate_xy(est: Any, X: Any, y: Any, reset: bool, **kwargs: Any) -> tuple[Any, Any]:
+    """scikit-learn's ``validate_data`` as the MLPs call it: float32/float64 (sparse allowed) X, 1-D y when it
+    has one column; ``kwargs`` go to ``validate_data`` (e.g. ``y_numeric=True``)."""
+    X, y = validate_data(
+        est, X, y, accept_sparse=["csr", "csc"], multi_output=True, dtype=(np.float64, np.float32), reset=reset,
+        ensure_all_finite=False, **kwargs,
+    )  # fmt: skip
+    check_finite(est, X)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    return X, y
+
+
+def validate_x(est: Any, X: Any) -> Any:
+    """scikit-learn's ``validate_data`` of prediction input: float32/float64 (sparse allowed), features as fitted."""
+    X = validate_data(
+        est, X, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32), ensure_all_finite=False
+    )
+    check_finite(est, X)
+    return X
+
+
+def check_finite(est: Any, X: Any) -> None:
+    """scikit-learn's check that float ``X`` holds no NaN or infinity, with its error messages.
+
+    The fast pass is one BLAS matrix-vector product, ``X @ 1``, whose sum is finite when every entry is (and
+    for finite entries, unless it overflows: then the entries are checked one by one); it runs at every
+    ``partial_fit`` and costs about half of scikit-learn's single-threaded ``X.sum()``.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum of finite entries is no error
+        if not sp.issparse(X) and X.ndim == 2 and X.size and np.isfinite((X @ np.ones(X.shape[1], X.dtype)).sum()):
+            return
+        assert_all_finite(X, input_name="X", estimator_name=type(est).__name__)
+
+
+def forward_numpy(module: Any, X: Any, dtype: np.dtype, batch: int = PREDICT_BATCH) -> np.ndarray:
+    """``module(X)`` in eval mode without gradients, in chunks, as a NumPy array."""
+    be = module.backend
+    was_training = module.training
+    module.eval()
+    chunks = []
+    try:
+        with no_grad():
+            for start in range(0, X.shape[0], batch):
+                part = X[start : start + batch]
+                part = part.toarray() if sp.issparse(part) else part
+                out = module(Tensor._make(be.asarray(np.asarray(part, dtype=dtype)), be))
+                chunks.append(be.to_numpy(out.data))
+    finally:
+        module.train(was_training)
+    if not chunks:
+        return np.empty((0,), dtype=dtype)
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
+class NetEstimator(BaseEstimator):
+    """The fit core of every minitrain estimator (see the module docstring); subclasses implement the hooks.
+
+    ``_fit`` calls, in order: ``_validate_fit(X, y, sample_weight, first=..., incremental=..., **kwargs)``, which
+    returns the validated data as the subclass likes it; on a fresh start ``_initialize(data, backend)``, which
+    builds ``module_`` and resets the fitted attributes, else ``_check_continuation(data)``; then
+    ``_make_optimizer()`` when an optimizer is needed (``_continues_optimizer(incremental)`` says whether the one
+    there carries on), and last ``_train(data, incremental)``. A subclass sets ``_portable`` to the attributes
+    holding modules that pickles keep on NumPy.
+    """
+
+    _portable: tuple[str, ...] = ("module_",)
+
+    # ------------------------------------------------------------------ the fit core
+    def _fit(self, X: Any, y: Any, sample_weight: Any = None, *, incremental: bool = False, **kwargs: Any) -> Any:
+        be = resolve_backend(self.backend)  # before touching any fitted state: a bad backend loses nothing
+        first = not hasattr(self, "module_") or not (self.warm_start or incremental)
+        saved = dict(self.__dict__)
+        try:
+            data = self._validate_fit(X, y, sample_weight, first=first, incremental=incremental, **kwargs)
+            if first:
+                self.__dict__.pop("_optimizer_state", None)
+                self.optimizer_, self.history_ = None, History()
+                self._initialize(data, be)
+            else:
+                self._check_continuation(data)
+                self._move_to(be)
+            self._prepare_optimizer(incremental)
+        except BaseException:  # invalid input or parameters: the estimator stays as it was
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        self.backend_ = be.spec
+        self._train(data, incremental)
+        return self
+
+    def _check_continuation(self, data: Any) -> None:
+        """Raise if ``data`` does not fit the network being continued."""
+
+    def _continues_optimizer(self, incremental: bool) -> bool:
+        """Whether a continued fit keeps the optimizer's state (True), or starts a new optimizer (False)."""
+        return True
+
+    def _move_to(self, be: Backend) -> None:
+        """Move the fitted modules to ``be``; the optimizer is rebuilt there from its state."""
+        if self.module_.backend is be:
+            return
+        if self.optimizer_ is not None:
+            self._optimizer_state = self.optimizer_.state_dict()
+            self.optimizer_ = None
+        for name in self._portable:
+            value = getattr(self, name, None)
+            if isinstance(value, nn.Module):
+                value.to(be)
+
+    def _prepare_optimizer(self, incremental: bool) -> None:
+        keep = self._continues_optimizer(incremental)
+        state = self.__dict__.pop("_optimizer_state", None)
+        if self.optimizer_ is None or not keep:
+            self.optimizer_ = self._make_optimizer()
+            if state is not None and keep and self.optimizer_ is not None:
+                self.optimizer_.load_state_dict(state)
+
+    @property
+    def _dtype(self) -> np.dtype:
+        """The floating dtype the network computes in: its parameters' (else the input's, at the first fit)."""
+        params = self.module_.parameters()
+        return np.dtype(params[0].dtype) if params else self._input_dtype
+
+    def _dataset(self, X: Any, y: Any, sample_weight: Any) -> ArrayDataset:
+        """``X``, ``y`` and the weights on the network's backend, in its dtype."""
+        return ArrayDataset(X, y, sample_weight, backend=self.module_.backend, dtype=self._dtype)
+
+    def _run_trainer(self, trainer: Any, train: ArrayDataset, valid: ArrayDataset | None, epochs: int) -> int:
+        """Run ``epochs`` more epochs; returns how many completed. An epoch that failed or was interrupted leaves
+        no record in ``history_``."""
+        trainer.epoch = start = len(self.history_)
+        try:
+            trainer.fit(train, valid, epochs=epochs)
+        finally:
+            records = self.history_.records
+            if len(records) > start and "train_loss" not in records[-1]:
+                records.pop()
+        return len(self.history_) - start
+
+    def _network_outputs(self, X: Any) -> np.ndarray:
+        """The network's outputs for validated ``X``, as NumPy, shape (n_samples, n_outputs)."""
+        return forward_numpy(self.module_, X, self._dtype).reshape(X.shape[0], -1)
+
+    # ------------------------------------------------------------------ pickles
+    def __getstate__(self) -> dict[str, Any]:
+        """The fitted modules on NumPy (loadable without the backend they were fitted on), the optimizer as its
+        ``state_dict`` (rebuilt when training resumes), no trainer."""
+        state = dict(super().__getstate__())
+        for name in self._portable:
+            value = state.get(name)
+            if isinstance(value, nn.Module) and value.backend.name != "numpy":
+                state[name] = copy.deepcopy(value).to("numpy")
+        opt = state.get("optimizer_")
+        if opt is not None:
+            state["optimizer_"] = None
+            state["_optimizer_state"] = opt.state_dict()
+        state.pop("_trainer", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Moves the modules back to ``backend_`` when it can run here; otherwise they stay on NumPy."""
+        super().__setstate__(state)
+        spec = self.__dict__.get("backend_")
+        module = self.__dict__.get("module_")
+        if not spec or module is None or spec == module.backend.spec:
+            return
+        info = {i.name: i for i in list_backends()}.get(spec.partition(":")[0])
+        if info is None or not info.available:
+            return
+        try:
+            be = get_backend(spec)
+        except (ValueError, RuntimeError):  # e.g. a device this machine does not have
+            return
+        for name in self._portable:
+            value = self.__dict__.get(name)
+            if isinstance(value, nn.Module):
+                value.to(be)
