@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
@@ -113,15 +114,43 @@ def geometry2d(x_shape: Any, kernel_size: Any, stride: Any, padding: Any) -> Geo
 
 def _with_fallback(fn: Callable[..., Any], owner: type, name: str) -> Callable[..., Any]:
     """``fn`` (kernel ``name`` as defined in class ``owner``), running the next implementation after ``owner``
-    in the instance's class hierarchy, with the same arguments, when ``fn`` returns ``NotImplemented``."""
+    in the instance's class hierarchy, with the same arguments, when ``fn`` returns ``NotImplemented``.
 
-    @functools.wraps(fn)
-    def kernel(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = fn(self, *args, **kwargs)
-        if result is NotImplemented:
-            return getattr(super(owner, self), name)(*args, **kwargs)
-        return result
+    The wrapper is generated with ``fn``'s own parameters, so a call costs no more than calling ``fn`` (a
+    generic ``*args, **kwargs`` wrapper repacks the arguments: about 0.8 us for an optimizer step's keywords).
+    """
+    params = list(inspect.signature(fn).parameters.values())
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
 
+        @functools.wraps(fn)
+        def kernel(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = fn(self, *args, **kwargs)
+            return getattr(super(owner, self), name)(*args, **kwargs) if result is NotImplemented else result
+
+    else:
+        env: dict[str, Any] = {"_fn": fn, "_owner": owner, "_name": name}
+        head, call, star = [], [], False
+        for i, p in enumerate(params):
+            if p.kind is p.KEYWORD_ONLY and not star:
+                head.append("*")
+                star = True
+            default = ""
+            if p.default is not p.empty:
+                env[f"_d{i}"], default = p.default, f"=_d{i}"
+            head.append(f"{p.name}{default}")
+            if p.kind is p.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1].kind is not p.POSITIONAL_ONLY):
+                head.append("/")
+            call.append(f"{p.name}={p.name}" if p.kind is p.KEYWORD_ONLY else p.name)
+        me, args = params[0].name, ", ".join(call[1:])
+        source = (
+            f"def kernel({', '.join(head)}):\n"
+            f"    result = _fn({', '.join(call)})\n"
+            f"    if result is NotImplemented:\n"
+            f"        return getattr(super(_owner, {me}), _name)({args})\n"
+            f"    return result\n"
+        )
+        exec(compile(source, f"<fallback of {owner.__name__}.{name}>", "exec"), env)
+        kernel = functools.update_wrapper(env["kernel"], fn)
     kernel.__minitrain_fallback__ = True  # type: ignore[attr-defined]
     return kernel
 

@@ -132,14 +132,15 @@ class MLPStep:
         else:
             x, y, sw = data.X, data.y, data.sample_weight
         params = self._params  # the Parameters' arrays are read at each step: they may be rebound between steps
-        args = (x, y, [w.data for w, _ in params], [b.data for _, b in params], self._acts, self.out_activation)
-        kwargs = {
-            "rows": rows, "sample_weight": sw, "weight_sum": weight_sum, "alphas": self._alphas,
-            "weight_grads": [w.grad for w, _ in params], "bias_grads": [b.grad for _, b in params],
-            "workspace": self._workspace,
-        }  # fmt: skip
-        if self._fast is not None:
-            loss = self._fast(self.backend, *args, **kwargs)
+        weights, biases = [w.data for w, _ in params], [b.data for _, b in params]
+        weight_grads, bias_grads = [w.grad for w, _ in params], [b.grad for _, b in params]
+        step = reference_loss_grad if self._fast is None else self._fast
+        while True:  # the extension first, where the backend offers one; the reference where it declines
+            loss = step(
+                self.backend, x, y, weights, biases, self._acts, self.out_activation, rows=rows, sample_weight=sw,
+                weight_sum=weight_sum, alphas=self._alphas, weight_grads=weight_grads, bias_grads=bias_grads,
+                workspace=self._workspace,
+            )  # fmt: skip
             if loss is not NotImplemented:
                 return loss
-        return reference_loss_grad(self.backend, *args, **kwargs)
+            step = reference_loss_grad
