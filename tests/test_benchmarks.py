@@ -110,3 +110,14 @@ def test_train_step_learns(suite):
     for _ in range(30):
         last = float(step().item())
     assert last < 0.5 * first
+
+
+def test_compare_trees_reports_the_new_tree_against_the_old_and_scikit_learn():
+    cmd = [sys.executable, str(BENCH / "compare_trees.py"), str(ROOT), str(ROOT), "--what", "digits", "--rounds", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("digits, 1 interleaved rounds")
+    assert [ln.split()[0] for ln in lines[1:4]] == ["old", "new", "sklearn"]
+    assert all(float(ln.split()[1]) > 0 for ln in lines[1:4])
+    assert "new / old per round" in lines[4] and "new / scikit-learn" in lines[5]
