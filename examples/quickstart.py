@@ -33,7 +33,7 @@ def evaluate(model: nn.Module, loss_fn: losses.CrossEntropyLoss, X: np.ndarray, 
 def main(argv: list[str] | None = None) -> float:
     """Train, print progress, return the test accuracy."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="auto", help="numpy, numba, cupy or auto (default)")
+    parser.add_argument("--backend", default="auto", help="numpy, numba or auto (default)")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=10, help="epochs without validation improvement")
     parser.add_argument("--batch-size", type=int, default=64)

@@ -224,3 +224,27 @@ def test_regular_then_editable_install_keeps_numba_usable(tmp_path):
     assert second["backend"] == "numba"
     assert pathlib.Path(second["file"]).is_relative_to(src)
     assert _cache_files(src) == []
+
+
+def test_a_first_fit_with_a_cold_cache_runs_on_numba_and_prints_nothing(tmp_path):
+    code = textwrap.dedent(
+        """
+        import json, time, warnings
+        from sklearn.datasets import load_digits
+        from sklearn.exceptions import ConvergenceWarning
+        from minitrain import MLPClassifier
+        warnings.simplefilter("ignore", ConvergenceWarning)  # scikit-learn's own, after max_iter epochs
+        X, y = load_digits(return_X_y=True)
+        start = time.perf_counter()
+        clf = MLPClassifier(random_state=0, max_iter=20).fit(X, y)
+        with open("result.json", "w") as f:
+            json.dump({"backend": clf.backend_, "seconds": time.perf_counter() - start}, f)
+        """
+    )
+    env = _clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONWARNINGS="default")
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["backend"] == "numba"  # "auto" picks Numba after a plain install
+    assert (done.stdout, done.stderr) == ("", ""), "a cold-cache fit must print nothing (warnings included)"
+    assert list((tmp_path / "cache" / "minitrain" / "numba").rglob("*.nbi")), "the kernels were not cached"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from minitrain.backend.base import geometry2d
+from minitrain.backend import geometry2d
 
 from ._util import _dtype, _load, _vector
 

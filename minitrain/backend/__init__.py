@@ -1,6 +1,6 @@
 """Backends: the array module and named kernels everything above runs on."""
 
-from .base import ACTIVATIONS, KERNELS, Backend, canonical_activation
+from .base import ACTIVATIONS, KERNELS, Backend, Geometry2d, canonical_activation, geometry2d
 from .numpy import NumpyBackend
 from .registry import (
     BackendInfo,
@@ -17,8 +17,10 @@ __all__ = [
     "KERNELS",
     "Backend",
     "BackendInfo",
+    "Geometry2d",
     "NumpyBackend",
     "canonical_activation",
+    "geometry2d",
     "get_backend",
     "list_backends",
     "register_backend",

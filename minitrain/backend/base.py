@@ -1,11 +1,15 @@
 """The backend protocol and its reference implementation.
 
-Every kernel is written here once, over ``self.xp`` (an array module with NumPy's API). The NumPy
-backend uses these as they are; an accelerated backend overrides only the kernels it makes faster and
-keeps their signatures (``minitrain.testing.check_backend`` asserts that). An override that cannot take
-its arguments (dtype, layout, size) returns ``NotImplemented``, and the next implementation in the class
-hierarchy (in the end this reference) runs instead, with the same arguments: fallbacks live in one place,
-``Backend.__init_subclass__``, not in every override.
+A backend is ``name``, an array module ``xp`` with NumPy's API, ``device``, ``is_available``, ``synchronize``,
+``asarray`` / ``to_numpy`` / ``alloc``, ``generator(seed)`` (random generators on its device: a backend holds no
+random state of its own) and the layer-level kernels named in ``KERNELS``, each an op and its backward. Every
+kernel is written here once, over ``self.xp``: the NumPy backend uses these as they are, so a subclass that sets
+only ``name`` and ``xp`` is complete. An accelerated backend overrides the kernels it makes faster, keeping their
+signatures (``minitrain.testing.check_backend`` asserts that); an override that cannot take its arguments
+(dtype, layout, size) returns ``NotImplemented``, and the next implementation in the class hierarchy (in the end
+this reference) runs instead, with the same arguments: fallbacks live in one place, ``Backend.__init_subclass__``,
+not in every override. Convolution and pooling windows are described by :class:`Geometry2d`. Beyond the
+kernels, a backend may offer named ``extensions`` (fused paths whose meaning belongs to their users).
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ _COMMON = """
     nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun
         As in scikit-learn, with the same defaults and meanings.
     backend : str or Backend, default='auto'
-        Where to train: 'numpy', 'numba', 'cupy', 'cupy:1', ...; 'auto' follows ``use_backend`` /
-        ``MINITRAIN_BACKEND`` and otherwise picks the fastest available backend. Resolved in ``fit``.
+        Where to train: 'numpy', 'numba' or any registered backend ('name:1' names its device 1); 'auto' follows
+        ``use_backend`` / ``MINITRAIN_BACKEND`` and otherwise picks the fastest available backend. Resolved in
+        ``fit``; ``backend_`` records it.
     dtype : str or None, default=None
         Floating type of the weights; None keeps float32 input float32 and trains anything else in float64,
         as scikit-learn does. 'float32' is faster.

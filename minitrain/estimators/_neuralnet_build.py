@@ -66,8 +66,8 @@ PARAMS_DOC = """
     shuffle : bool, default=True
         New sample order each epoch.
     backend : str or Backend, default='auto'
-        'numpy', 'numba', 'cupy', 'cupy:1', ...; 'auto' follows ``use_backend`` / ``MINITRAIN_BACKEND``, else the
-        fastest available backend. Resolved in ``fit``.
+        'numpy', 'numba' or any registered backend ('name:1' names its device 1); 'auto' follows ``use_backend`` /
+        ``MINITRAIN_BACKEND``, else the fastest available backend. Resolved in ``fit``; ``backend_`` records it.
     dtype : str or None, default='float32'
         Floating type of the default network (and of modules accepting ``dtype``); data follow the network's
         parameters. None keeps float32 input float32 and uses float64 otherwise.
