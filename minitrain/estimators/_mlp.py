@@ -65,6 +65,49 @@ class BaseMLP(NetEstimator):
         "callbacks": [list, tuple, None],
     }
 
+    def __init__(
+        self,
+        hidden_layer_sizes: Any,
+        activation: str,
+        *,
+        solver: Any, alpha: Any, batch_size: Any, learning_rate: Any, learning_rate_init: Any, power_t: Any,
+        max_iter: Any, shuffle: Any, random_state: Any, tol: Any, verbose: Any, warm_start: Any, momentum: Any,
+        nesterovs_momentum: Any, early_stopping: Any, validation_fraction: Any, beta_1: Any, beta_2: Any, epsilon: Any,
+        n_iter_no_change: Any, max_fun: Any, backend: Any, dtype: Any, dropout: Any, batch_norm: Any, l1: Any,
+        restore_best_weights: Any, callbacks: Any,
+    ) -> None:  # fmt: skip
+        """scikit-learn's parameters, stored as given (validated in ``fit``); the subclasses set the defaults."""
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.backend = backend
+        self.dtype = dtype
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.l1 = l1
+        self.restore_best_weights = restore_best_weights
+        self.callbacks = callbacks
+
     # ------------------------------------------------------------------ fitted attributes as NumPy views
     @property
     def coefs_(self) -> list[np.ndarray]:

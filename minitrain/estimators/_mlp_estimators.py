@@ -102,37 +102,17 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         max_fun=15000, backend="auto", dtype=None, dropout=0.0, batch_norm=False, class_weight=None, l1=0.0,
         restore_best_weights="auto", callbacks=None,
     ) -> None:  # fmt: skip
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.backend = backend
-        self.dtype = dtype
-        self.dropout = dropout
-        self.batch_norm = batch_norm
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
+            batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype,
+            dropout=dropout, batch_norm=batch_norm, l1=l1, restore_best_weights=restore_best_weights,
+            callbacks=callbacks,
+        )  # fmt: skip
         self.class_weight = class_weight
-        self.l1 = l1
-        self.restore_best_weights = restore_best_weights
-        self.callbacks = callbacks
 
     loss = "log_loss"
 
@@ -265,37 +245,17 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="auto", dtype=None, dropout=0.0,
         batch_norm=False, l1=0.0, restore_best_weights="auto", callbacks=None,
     ) -> None:  # fmt: skip
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
+            batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype,
+            dropout=dropout, batch_norm=batch_norm, l1=l1, restore_best_weights=restore_best_weights,
+            callbacks=callbacks,
+        )  # fmt: skip
         self.loss = loss
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.backend = backend
-        self.dtype = dtype
-        self.dropout = dropout
-        self.batch_norm = batch_norm
-        self.l1 = l1
-        self.restore_best_weights = restore_best_weights
-        self.callbacks = callbacks
 
     def _out_activation(self) -> str:
         return "exp" if self.loss == "poisson" else "identity"
