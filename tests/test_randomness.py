@@ -136,3 +136,41 @@ def test_fitting_other_models_in_between_changes_nothing(backend, kind):
     mt.functional.dropout(mt.tensor(X), 0.5)
     again = _state(_quiet(lambda: make(backend.name).fit(X, Y)))
     _same(again, alone)
+
+
+def _drawing_layers(backend):
+    return [
+        nn.Dropout(0.5, backend=backend),
+        nn.LSTM(3, 4, num_layers=2, dropout=0.5, batch_first=True, backend=backend),
+    ]
+
+
+def _out(layer, x):
+    out = layer(mt.tensor(x))
+    return (out[0] if isinstance(out, tuple) else out).numpy()
+
+
+def test_layers_that_draw_own_their_generators_and_pickle_them_mid_stream(backend):
+    x = np.random.default_rng(1).standard_normal((5, 2, 3)).astype(np.float32)
+    with mt.random.seeded(3):
+        first = _drawing_layers(backend)
+    with mt.random.seeded(3):
+        second = _drawing_layers(backend)
+    for a, b in zip(first, second, strict=True):
+        assert dict(a.named_generators()).keys() == {"generator"}
+        _same([_out(a, x)], [_out(b, x)])  # same seed, same masks
+        resumed = pickle.loads(pickle.dumps(a))  # mid-stream
+        moved = pickle.loads(pickle.dumps(a)).to("numpy")
+        want = [_out(a, x), _out(a, x)]
+        _same([_out(resumed, x), _out(resumed, x)], want)
+        _same([_out(moved, x), _out(moved, x)], want)
+        assert not np.array_equal(want[0], want[1])  # the stream moves on
+
+
+def test_seed_generators_reseeds_every_generator_of_a_model(backend):
+    x = np.ones((4, 50), np.float32)
+    net = nn.Sequential(nn.Dropout(0.5, backend=backend), nn.Dropout(0.5, backend=backend), backend=backend)
+    a = _out(net.seed_generators(11), x)
+    b = _out(net.seed_generators(11), x)
+    _same([a], [b])
+    assert not np.array_equal(_out(net.seed_generators(12), x), a)

@@ -99,7 +99,7 @@ class _RNNBase(Module):
         op = getattr(F, self._op)
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
-                x = F.dropout(x, self.dropout, generator=self.generator)
+                x = F.dropout(x, self.dropout, generator=self._generators.get("generator"))
             x, *final = op(x, *(s[layer] for s in per_layer), *self._layer(layer), batch_first=self.batch_first)
             for acc, f in zip(finals, final):
                 acc.append(f)
