@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,6 +113,37 @@ class ArrayDataset:
             yield xb, yb, wb, float(stop - start) if wb is None else float(wb.sum())
 
 
+def fingerprint(X: Any, y: Any = None) -> str:
+    """A short digest that recognises the same data passed again: shapes, dtypes, 512 evenly spaced samples of
+    ``X`` (dense or sparse) and all of ``y``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.arange(12.0).reshape(6, 2)
+    >>> fingerprint(X, np.arange(6)) == fingerprint(X.copy(), np.arange(6)), fingerprint(X) == fingerprint(X + 1)
+    (True, False)
+    """
+    h = hashlib.blake2b(digest_size=16)
+    if sp.issparse(X):
+        X = X.tocsr()
+        h.update(repr(("sparse", X.shape, X.nnz, str(X.dtype))).encode())
+        parts = [X.indptr, X.indices, X.data]
+    else:
+        X = np.asarray(X)
+        h.update(repr((X.shape, str(X.dtype))).encode())
+        parts = [X]
+    for part in parts:
+        n = part.shape[0] if part.ndim else 0
+        sample = part if n <= 512 else part[np.linspace(0, n - 1, 512).astype(np.intp)]
+        h.update(np.ascontiguousarray(sample).tobytes())
+    if y is not None:
+        y = np.asarray(y)
+        h.update(repr((y.shape, str(y.dtype))).encode())
+        h.update((np.ascontiguousarray(y) if y.dtype != object else np.asarray(y, dtype=str)).tobytes())
+    return h.hexdigest()
+
+
 def train_valid_split(
     *arrays: Any, valid_size: float | int, random_state: Any = None, stratify: Any = None,
     param: str = "validation_fraction",
@@ -131,12 +163,15 @@ def train_valid_split(
     present = [a for a in arrays if a is not None]
     n = present[0].shape[0]
     n_valid = int(np.ceil(valid_size * n)) if isinstance(valid_size, float) else int(valid_size)
-    if n_valid < 2 or n - n_valid < 1:
+    split = None
+    if n_valid >= 1 and n - n_valid >= 1:  # scikit-learn's own errors first (e.g. a class with one member)
+        split = train_test_split(*present, test_size=valid_size, random_state=random_state, stratify=stratify)
+    if split is None or n_valid < 2:
         raise ValueError(
             f"The validation set is too small: {n} samples with {param}={valid_size} give {n_valid} "
             f"validation samples (at least 2 are needed). Increase '{param}' or the size of your dataset."
         )
-    parts = iter(train_test_split(*present, test_size=valid_size, random_state=random_state, stratify=stratify))
+    parts = iter(split)
     out: list[Any] = []
     for a in arrays:
         out.extend((None, None) if a is None else (next(parts), next(parts)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,7 +21,15 @@ __all__ = ["NonFiniteLossError", "Trainer"]
 
 
 class NonFiniteLossError(ValueError, FloatingPointError):
-    """The training loss became NaN or infinite; the model was reset to its last finite weights."""
+    """Training diverged: the loss, the validation loss or a parameter became NaN or infinite. The model was reset to
+    the weights it had after its last finite epoch (and its optimizer's state was cleared), so it stays usable.
+
+    ``what`` says what became non-finite (e.g. "the training loss became inf") and ``epoch`` in which epoch.
+    """
+
+    def __init__(self, message: str, what: str = "", epoch: int = 0) -> None:
+        super().__init__(message)
+        self.what, self.epoch = what, epoch
 
 
 class Trainer:
@@ -101,6 +110,7 @@ class Trainer:
         self.n_batches = 0
         self.n_samples_seen = 0
         self._order: np.ndarray | None = None
+        self._last_finite: list[Any] | None = None  # the weights at the start of the running epoch
         self._best: dict[str, float] = {}
         self._best_seen = -1  # history records the running bests cover
 
@@ -152,8 +162,11 @@ class Trainer:
     def fit(self, train: ArrayDataset, valid: ArrayDataset | None = None, epochs: int = 1) -> Trainer:
         """Run up to ``epochs`` more epochs (fewer if a callback sets ``stop_training``).
 
-        A KeyboardInterrupt ends training with a warning and a usable model; a non-finite training
-        loss raises :class:`NonFiniteLossError` after restoring the weights of the last finite epoch.
+        A non-finite training loss, validation loss or parameter raises :class:`NonFiniteLossError` after
+        restoring the weights of the last finite epoch. A KeyboardInterrupt ends training with a warning and the
+        model trained so far; the history keeps the epochs that completed. Inside scikit-learn's model selection
+        (``GridSearchCV``, ``cross_val_score``, ...) the interrupt propagates instead, so that it stops the search
+        rather than let it score a model cut short.
         """
         self.stop_training = False
         self._call("on_train_begin")
@@ -163,10 +176,43 @@ class Trainer:
                 if self.stop_training:
                     break
         except KeyboardInterrupt:
+            self._drop_unfinished_epoch()
+            if self._last_finite is not None and not self._weights_finite():  # interrupted right after diverging
+                self.set_weights(self._last_finite)
+            if _inside_model_selection():
+                raise
             warnings.warn("Training interrupted by user.", UserWarning, stacklevel=2)
+        except NonFiniteLossError:
+            self._drop_unfinished_epoch()
+            raise
         finally:
             self._call("on_train_end")
         return self
+
+    def _drop_unfinished_epoch(self) -> None:
+        """Forget the record of an epoch that did not complete."""
+        records = self.history.records
+        if records and records[-1].get("epoch") == self.epoch and "duration" not in records[-1]:
+            records.pop()
+            self.epoch -= 1
+
+    def _diverged(self, what: str, last_finite: list[Any], batch: int | None = None) -> NonFiniteLossError:
+        """Restore the epoch's starting weights, clear the optimizer's state; the error to raise."""
+        self.set_weights(last_finite)
+        state = getattr(self.optimizer, "state", None)
+        if isinstance(state, dict):
+            state.clear()
+        where = f"epoch {self.epoch}" if batch is None else f"epoch {self.epoch}, batch {batch}"
+        return NonFiniteLossError(
+            f"{what[:1].upper()}{what[1:]} at {where}; the model keeps the weights it had after epoch "
+            f"{self.epoch - 1}. Scale the inputs (e.g. StandardScaler) or lower the learning rate.",
+            what,
+            self.epoch,
+        )
+
+    def _weights_finite(self) -> bool:
+        xp = self.module.backend.xp
+        return all(bool(xp.isfinite(a).all()) for a in self._weight_arrays() if a.dtype.kind == "f")
 
     def _run_epoch(self, train: ArrayDataset, valid: ArrayDataset | None) -> None:
         self.epoch += 1
@@ -174,7 +220,7 @@ class Trainer:
         self.history.new_epoch(epoch=self.epoch, lr=self.lr)
         self.n_batches = -(-train.n_samples // self.batch_size)
         self._call("on_epoch_begin")
-        last_finite = self.get_weights()
+        last_finite = self._last_finite = self.get_weights()
         self.module.train()
         order = None
         if self.shuffle:
@@ -193,18 +239,18 @@ class Trainer:
             rows = slice(start, stop) if all_rows is None else all_rows[start:stop]
             loss = self._train_step(step, train, rows)
             if not math.isfinite(loss):
-                self.set_weights(last_finite)
-                raise NonFiniteLossError(
-                    f"the training loss became {loss} at epoch {self.epoch}, batch {i + 1}; the model keeps the "
-                    f"weights it had after epoch {self.epoch - 1}. Scale the inputs (e.g. StandardScaler) or lower "
-                    "the learning rate."
-                )
+                raise self._diverged(f"the training loss became {loss}", last_finite, i + 1)
             total += loss * (stop - start)
             self.n_samples_seen += stop - start
             self._call("on_batch_end", i, loss)
+        if not self._weights_finite():  # the epoch's last step diverged
+            raise self._diverged("a parameter became non-finite", last_finite)
         self.history.record("train_loss", total / max(train.n_samples, 1))
         if valid is not None:
-            self.history.record("valid_loss", self.evaluate_loss(valid))
+            valid_loss = self.evaluate_loss(valid)
+            if not math.isfinite(valid_loss):
+                raise self._diverged(f"the validation loss became {valid_loss}", last_finite)
+            self.history.record("valid_loss", valid_loss)
             if self.score_fn is not None:
                 self.history.record("valid_score", float(self.score_fn(valid)))
         self._mark_best()
@@ -235,7 +281,7 @@ class Trainer:
         self.module.eval()
         total = 0.0
         try:
-            with no_grad():
+            with no_grad(), np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
                 for xb, yb, wb, wsum in data.batches(max(self.batch_size, 1024)):
                     out = self.module(Tensor._make(xb, self.module.backend))
                     total += float(self.criterion(out, yb, wb, wsum).data) * xb.shape[0]
@@ -272,3 +318,13 @@ class Trainer:
             if flags[key]:
                 self._best[key] = sign * value
         return flags
+
+
+def _inside_model_selection() -> bool:
+    """Whether this call runs inside scikit-learn's model selection (a search, a cross-validation)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith("sklearn.model_selection"):
+            return True
+        frame = frame.f_back
+    return False

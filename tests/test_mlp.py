@@ -323,6 +323,8 @@ def test_bad_inputs_raise_clear_errors_and_keep_the_fitted_model(digits):
     with pytest.raises(ValueError, match="alpha"):
         MLPClassifier(alpha=-1).fit(X, y)
     with pytest.raises(ValueError, match="validation set is too small"):
+        MLPRegressor(early_stopping=True, validation_fraction=0.1).fit(X[:8], y[:8])
+    with pytest.raises(ValueError, match="greater or equal to the number of classes"):  # scikit-learn's check first
         MLPClassifier(early_stopping=True, validation_fraction=0.1).fit(X[:8], y[:8] % 2)
     np.testing.assert_array_equal(clf.predict_proba(X), proba)
 

@@ -164,7 +164,13 @@ def get_backend(name: str | Backend | None = None) -> Backend:
         cur = current()
         if cur is not None:
             return cur
-        name = os.environ.get("MINITRAIN_BACKEND", "").strip() or "auto"
+        from_env = os.environ.get("MINITRAIN_BACKEND", "").strip()
+        if from_env:
+            try:
+                return get_backend(from_env)
+            except ValueError as exc:
+                raise ValueError(f"the environment variable MINITRAIN_BACKEND={from_env!r}: {exc}") from None
+        name = "auto"
     if not isinstance(name, str):
         raise TypeError(f"backend must be a name (str) or a Backend, got {type(name).__name__}")
     base, device = _parse(name)

@@ -37,19 +37,32 @@ def resolve_backend(backend: Any) -> Backend:
     return get_backend(None if backend == "auto" else backend)
 
 
+#: The floating dtypes the estimators train in (every backend computes in both).
+TRAINING_DTYPES = ("float32", "float64")
+
+
 def resolve_dtype(dtype: Any, X: Any) -> np.dtype:
-    """``None`` keeps float32 input float32 and makes anything else float64 (scikit-learn's rule)."""
+    """``None`` keeps float32 input float32 and makes anything else float64 (scikit-learn's rule); otherwise one of
+    ``TRAINING_DTYPES`` (ValueError for any other)."""
     if dtype is None:
         return np.dtype(np.float32) if X.dtype == np.float32 else np.dtype(np.float64)
-    dt = np.dtype(dtype)
-    if dt.kind != "f":
-        raise ValueError(f"dtype must be a floating dtype such as 'float32' or 'float64', got {dtype!r}")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in TRAINING_DTYPES:
+        raise ValueError(
+            f"dtype={dtype!r} is not supported: the estimators train in {' or '.join(map(repr, TRAINING_DTYPES))} "
+            "(or None: float32 input stays float32, anything else trains in float64)"
+        )
     return dt
 
 
 def validate_xy(est: Any, X: Any, y: Any, reset: bool, **kwargs: Any) -> tuple[Any, Any]:
     """scikit-learn's ``validate_data`` as the MLPs call it: float32/float64 (sparse allowed) X, 1-D y when it
     has one column; ``kwargs`` go to ``validate_data`` (e.g. ``y_numeric=True``)."""
+    if kwargs.get("y_numeric"):
+        check_numeric_targets(est, y)
     X, y = validate_data(
         est, X, y, accept_sparse=["csr", "csc"], multi_output=True, dtype=(np.float64, np.float32), reset=reset,
         ensure_all_finite=False, **kwargs,
@@ -58,6 +71,27 @@ def validate_xy(est: Any, X: Any, y: Any, reset: bool, **kwargs: Any) -> tuple[A
     if y.ndim == 2 and y.shape[1] == 1:
         y = column_or_1d(y, warn=True)
     return X, y
+
+
+def check_numeric_targets(est: Any, y: Any) -> None:
+    """Raise a ValueError naming the problem when a regressor's ``y`` holds strings or other non-numbers."""
+    y = np.asarray(y) if not sp.issparse(y) else y
+    if y.dtype.kind == "O":
+        try:
+            np.asarray(y, dtype=np.float64)
+            return
+        except (TypeError, ValueError):
+            pass
+    elif y.dtype.kind not in "US":
+        return
+    values = [v.item() if isinstance(v, np.generic) else v for v in np.ravel(y)]
+    kinds = sorted({type(v).__name__ for v in values})
+    example = next((v for v in values if isinstance(v, (str, bytes))), values[0])
+    raise ValueError(
+        f"{type(est).__name__} needs numeric targets y, but y holds {' and '.join(kinds)} values such as "
+        f"{example!r}. For class labels use a classifier (MLPClassifier, NeuralNetClassifier); otherwise convert "
+        "the targets to numbers."
+    )
 
 
 def validate_x(est: Any, X: Any) -> Any:

@@ -19,14 +19,18 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from .. import random
 from ..backend import Backend
 from ..data import train_valid_split
-from ..training import Trainer
+from ..training import NonFiniteLossError, Trainer
 from ._estimator import NetEstimator, resolve_dtype, validate_x
 from ._mlp_losses import output_activation, output_loss
 from ._mlp_network import build_network, linear_layers
-from ._mlp_solvers import SklearnRules, make_optimizer
+from ._mlp_solvers import SklearnOptimizerView, SklearnRules, make_optimizer
 from ._mlp_step import MLPStep
 
 _STOCHASTIC = ("sgd", "adam")
+#: scikit-learn's sentence when its MLP's weights become non-finite; ours adds what happened and what to do.
+NON_FINITE = (
+    "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
+)
 
 
 class BaseMLP(NetEstimator):
@@ -132,6 +136,16 @@ class BaseMLP(NetEstimator):
         for lin, value in zip(linear_layers(self.module_), values, strict=True):
             lin.bias.data[...] = lin.backend.asarray(np.asarray(value, dtype=lin.bias.dtype))
 
+    @property
+    def _optimizer(self) -> SklearnOptimizerView:
+        """scikit-learn's ``_optimizer`` as code written for its MLP reads it (``learning_rate`` and the solver's
+        settings): a view of ``optimizer_``, the optimizer that trains here."""
+        if self.solver not in _STOCHASTIC or (
+            self.__dict__.get("optimizer_") is None and "_optimizer_state" not in self.__dict__
+        ):
+            raise AttributeError(f"{type(self).__name__} has no _optimizer: fit it with solver 'sgd' or 'adam' first")
+        return SklearnOptimizerView(self)
+
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None) -> BaseMLP:
@@ -142,6 +156,7 @@ class BaseMLP(NetEstimator):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), optional
+            Each sample's weight in the loss. Negative weights are accepted, as scikit-learn accepts them.
         X_val, y_val : array-like, optional
             Validation data used instead of a ``validation_fraction`` split: scores and losses on it are
             recorded every epoch (``validation_scores_``, ``validation_loss_curve_``) and drive early
@@ -167,6 +182,8 @@ class BaseMLP(NetEstimator):
     ) -> dict[str, Any]:  # fmt: skip
         sizes = self.hidden_layer_sizes
         sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
+        if not all(isinstance(s, Integral) and not isinstance(s, bool) for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must hold whole numbers of units, got {self.hidden_layer_sizes!r}")
         if any(s <= 0 for s in sizes):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
         if (X_val is None) != (y_val is None):
@@ -202,12 +219,6 @@ class BaseMLP(NetEstimator):
             self._fit_stochastic(data, incremental)
         else:
             self._fit_lbfgs(data["X"], data["y"], data["sample_weight"])
-        be = self.module_.backend
-        if not all(np.isfinite(be.to_numpy(p.data)).all() for p in self.module_.parameters()):
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may contain large values and need to"
-                " be preprocessed."
-            )
 
     def _class_weighted(self, y: Any, sample_weight: Any) -> Any:
         return sample_weight
@@ -287,7 +298,19 @@ class BaseMLP(NetEstimator):
             for cb in self._user_callbacks():
                 cb.initialize()
         epochs = 1 if incremental else self.max_iter
-        self._run_trainer(trainer, self._dataset(X_train, y_train, sw_train), valid, epochs)
+        try:
+            self._run_trainer(trainer, self._dataset(X_train, y_train, sw_train), valid, epochs)
+        except NonFiniteLossError as exc:
+            if not self.early_stopping:  # scikit-learn raises here, keeping non-finite weights; ours are finite
+                raise NonFiniteLossError(f"{NON_FINITE} {exc}") from exc
+            # scikit-learn carries on and restores its best weights; training has nowhere to go from here
+            warnings.warn(
+                f"Training diverged ({exc.what} at epoch {exc.epoch}) and stopped; the model keeps its best weights "
+                f"(validation score {self.best_validation_score_:.6g}). Scale the inputs (e.g. StandardScaler) or "
+                "lower the learning rate.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
 
     def _user_callbacks(self) -> list[Any]:
         return [cb[1] if isinstance(cb, tuple) else cb for cb in (self.callbacks or ())]
@@ -350,7 +373,9 @@ class BaseMLP(NetEstimator):
                 print(f"Iteration {next(it)}, loss = {intermediate_result.fun:.8f}")
 
         x0 = be.to_numpy(fb.data).astype(np.float64)
-        res = scipy.optimize.minimize(fun, x0, method="L-BFGS-B", jac=True, options=opts, callback=callback)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging solve is reported below
+            res = scipy.optimize.minimize(fun, x0, method="L-BFGS-B", jac=True, options=opts, callback=callback)
+        fb.data[...] = be.asarray(x0.astype(dtype))  # scipy's last evaluation left its own point there
         if res.status != 0:
             warnings.warn(
                 f"lbfgs failed to converge after {res.nit} iteration(s) (status={res.status}):\n{res.message}\n\n"
@@ -359,6 +384,11 @@ class BaseMLP(NetEstimator):
                 % self.max_iter,
                 ConvergenceWarning,
                 stacklevel=3,
+            )
+        if not np.isfinite(res.x).all():
+            raise NonFiniteLossError(
+                f"{NON_FINITE} L-BFGS ended on non-finite weights; the model keeps the weights it had before this "
+                "fit. Scale the inputs (e.g. StandardScaler) or raise alpha."
             )
         self.n_iter_ = min(res.nit, self.max_iter)
         self.loss_ = float(res.fun)

@@ -133,3 +133,36 @@ class SklearnRules(Callback):
         if est._best_weights is not None and self._restores():
             trainer.set_weights(est._best_weights)
         est._best_weights = None
+
+
+class SklearnOptimizerView:
+    """What code written for scikit-learn's MLP reads from ``mlp._optimizer``, taken from the estimator's optimizer.
+
+    ``learning_rate`` (the current rate: after 'adaptive' or 'invscaling' updates for 'sgd', bias-corrected for
+    the step reached for 'adam', as scikit-learn computes it), ``learning_rate_init``, ``t`` (steps taken); for
+    'sgd' also ``momentum``, ``nesterov``, ``lr_schedule`` and ``power_t``, for 'adam' ``beta_1``, ``beta_2`` and
+    ``epsilon``.
+    """
+
+    def __init__(self, est: Any) -> None:
+        self._est = est
+        state = est.optimizer_.state_dict() if est.optimizer_ is not None else est.__dict__["_optimizer_state"]
+        self._lr = float(state["param_groups"][0]["lr"])
+        self.t = max((int(s.get("step", 0)) for s in state["state"].values()), default=0)
+        self.learning_rate_init = float(est.learning_rate_init)
+        if est.solver == "sgd":
+            self.momentum, self.nesterov = float(est.momentum), bool(est.nesterovs_momentum)
+            self.lr_schedule, self.power_t = est.learning_rate, float(est.power_t)
+        else:
+            self.beta_1, self.beta_2, self.epsilon = float(est.beta_1), float(est.beta_2), float(est.epsilon)
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the last step."""
+        if self._est.solver == "sgd" or self.t == 0:
+            return self._lr
+        return self._lr * math.sqrt(1 - self.beta_2**self.t) / (1 - self.beta_1**self.t)
+
+    def __repr__(self) -> str:
+        kind = "SGDOptimizer" if self._est.solver == "sgd" else "AdamOptimizer"
+        return f"<{kind} view: learning_rate={self.learning_rate:.6g}, t={self.t}>"

@@ -15,7 +15,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from .. import losses, nn, random
 from ..backend import Backend
-from ..data import train_valid_split
+from ..data import fingerprint, train_valid_split
 from ..training import Trainer
 from . import _neuralnet_build as build
 from ._estimator import NetEstimator, forward_numpy, resolve_dtype, validate_x
@@ -118,7 +118,8 @@ class BaseNeuralNet(NetEstimator):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), optional
-            Each sample's weight in the losses (and the validation score).
+            Each sample's weight in the losses (and the validation score). Negative weights are accepted, as
+            scikit-learn's MLP accepts them: a sample with a negative weight pushes the loss up.
 
         Returns
         -------
@@ -137,9 +138,10 @@ class BaseNeuralNet(NetEstimator):
     ) -> dict[str, Any]:
         X, y = self._validate_xy(X, y, reset=first)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)  # negative ones too, as sklearn
         y_enc = self._encode_y(y, first, classes)
         if first:  # one stream of random numbers per training run: warm starts and partial_fit continue it
+            self.__dict__.pop("_split_", None)
             self._random_state = rs = check_random_state(self.random_state)
             self._module_seed = None if self.random_state is None else int(rs.randint(np.iinfo(np.int32).max))
         train, valid = self._split(X, y_enc, sample_weight, self._random_state)
@@ -195,18 +197,26 @@ class BaseNeuralNet(NetEstimator):
             self.n_iter_ = self.n_epochs_ - start
 
     def _split(self, X: Any, y: np.ndarray, sw: Any, rs: np.random.RandomState) -> tuple:
+        """``((X, y, sw) to train on, (X, y, sw) to validate on or None)``. The split drawn for some data is kept
+        (``_split_``): ``partial_fit`` and warm starts on the same data validate on the same samples, never on
+        ones they trained on; other data (the next chunk of a stream) gets a split of its own."""
         split = self.train_split
         if split is None:
             return (X, y, sw), None
-        if isinstance(split, Real):
+        key = fingerprint(X, y)
+        kept = self.__dict__.get("_split_")
+        if kept is not None and kept[0] == key:
+            train_idx, valid_idx = kept[1], kept[2]
+        elif isinstance(split, Real):
             stratify = self._stratify(y, int(np.ceil(split * X.shape[0])))
-            Xt, Xv, yt, yv, wt, wv = train_valid_split(
-                X, y, sw, valid_size=float(split), random_state=rs, stratify=stratify, param="train_split"
+            train_idx, valid_idx = train_valid_split(
+                np.arange(X.shape[0]), valid_size=float(split), random_state=rs, stratify=stratify, param="train_split"
             )
-            return (Xt, yt, wt), (Xv, yv, wv)
-        train_idx, valid_idx = next(iter(split.split(X, y)), (None, None))
-        if train_idx is None or len(train_idx) == 0 or len(valid_idx) == 0:
-            raise ValueError(f"train_split={split!r} gave no split with both training and validation samples")
+        else:
+            train_idx, valid_idx = next(iter(split.split(X, y)), (None, None))
+            if train_idx is None or len(train_idx) == 0 or len(valid_idx) == 0:
+                raise ValueError(f"train_split={split!r} gave no split with both training and validation samples")
+        self._split_ = (key, np.asarray(train_idx), np.asarray(valid_idx))
 
         def part(idx: Any) -> tuple:
             return tuple(None if a is None else _safe_indexing(a, idx) for a in (X, y, sw))
@@ -217,10 +227,14 @@ class BaseNeuralNet(NetEstimator):
         return None
 
     def _valid_score(self, X: Any, y: np.ndarray, sw: Any) -> float:
-        """Accuracy / R² of the network on the validation part (NaN when its weights sum to zero)."""
+        """Accuracy / R² of the network on the validation part (NaN when its weights sum to zero or its outputs are
+        not finite)."""
         if sw is not None and not sw.sum() > 0:
             return np.nan
-        return float(self._score_outputs(y, self._network_outputs(X), sw))
+        outputs = self._network_outputs(X)
+        if not np.isfinite(outputs).all():
+            return np.nan
+        return float(self._score_outputs(y, outputs, sw))
 
     # ------------------------------------------------------------------ predict
     def _logits(self, X: Any) -> np.ndarray:

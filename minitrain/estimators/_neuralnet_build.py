@@ -193,6 +193,8 @@ def default_module(
     """The network used when ``module=None``: Linear layers of ``hidden`` units with ``activation`` (and
     Dropout ``dropout``) after each, then a Linear output layer; tuned with ``module__hidden=(64, 32)`` etc."""
     sizes = [hidden] if isinstance(hidden, numbers.Integral) else list(hidden)
+    if not all(isinstance(u, numbers.Integral) and not isinstance(u, bool) and u > 0 for u in sizes):
+        raise ValueError(f"module__hidden must hold positive whole numbers of units, got {hidden!r}")
     layers: list[nn.Module] = []
     n_in = n_features
     for units in sizes:
