@@ -273,3 +273,17 @@ def test_an_early_stopping_split_with_a_single_member_class_raises_scikit_learns
     with pytest.raises(ValueError) as ours:
         MLPClassifier(early_stopping=True, validation_fraction=0.1).fit(X[:10], y)
     assert "least populated class" in str(theirs.value) and str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("cls", [NeuralNetClassifier, NeuralNetRegressor])
+def test_explicit_validation_data_is_what_a_neuralnet_validates_on(backend, cls):
+    y = Y_CLASS if cls is NeuralNetClassifier else Y_REG
+    est = cls(module__hidden=(8,), max_epochs=2, random_state=0, backend=backend.name)
+    est.fit(X[:90], y[:90], X_val=X[90:], y_val=y[90:])
+    assert not hasattr(est, "_split_")  # all 90 samples trained on
+    want = est.score(X[90:], y[90:])
+    assert est.history_[-1, "valid_score"] == pytest.approx(want, rel=1e-6)
+    est.partial_fit(X[:90], y[:90], X_val=X[90:], y_val=y[90:])
+    assert est.history_[-1, "valid_score"] == pytest.approx(est.score(X[90:], y[90:]), rel=1e-6)
+    with pytest.raises(ValueError, match="both X_val and y_val"):
+        est.fit(X, y, X_val=X[:5])

@@ -110,7 +110,7 @@ class BaseNeuralNet(NetEstimator):
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> BaseNeuralNet:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None) -> BaseNeuralNet:
         """Train for ``max_epochs`` epochs (anew unless ``warm_start``).
 
         Parameters
@@ -120,6 +120,8 @@ class BaseNeuralNet(NetEstimator):
         sample_weight : array-like of shape (n_samples,), optional
             Each sample's weight in the losses (and the validation score). Negative weights are accepted, as
             scikit-learn's MLP accepts them: a sample with a negative weight pushes the loss up.
+        X_val, y_val : array-like, optional
+            Validation data used instead of a ``train_split`` split (every sample of ``X`` is trained on).
 
         Returns
         -------
@@ -130,12 +132,15 @@ class BaseNeuralNet(NetEstimator):
         NonFiniteLossError
             If the training loss becomes NaN or infinite; the network keeps the weights of the last finite epoch.
         """
-        return self._fit(X, y, sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight, incremental=False, X_val=X_val, y_val=y_val)
 
     # ------------------------------------------------------------------ the estimator core's hooks
     def _validate_fit(
-        self, X: Any, y: Any, sample_weight: Any, *, first: bool, incremental: bool, classes: Any = None
-    ) -> dict[str, Any]:
+        self, X: Any, y: Any, sample_weight: Any, *, first: bool, incremental: bool, classes: Any = None,
+        X_val: Any = None, y_val: Any = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        if (X_val is None) != (y_val is None):
+            raise ValueError("pass both X_val and y_val, or neither")
         X, y = self._validate_xy(X, y, reset=first)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)  # negative ones too, as sklearn
@@ -144,7 +149,11 @@ class BaseNeuralNet(NetEstimator):
             self.__dict__.pop("_split_", None)
             self._random_state = rs = check_random_state(self.random_state)
             self._module_seed = None if self.random_state is None else int(rs.randint(np.iinfo(np.int32).max))
-        train, valid = self._split(X, y_enc, sample_weight, self._random_state)
+        if X_val is None:
+            train, valid = self._split(X, y_enc, sample_weight, self._random_state)
+        else:
+            X_val, y_val = self._validate_xy(X_val, y_val, reset=False)
+            train, valid = (X, y_enc, sample_weight), (X_val, self._encode_y(y_val, False, None), None)
         return {"X": X, "y_enc": y_enc, "train": train, "valid": valid}
 
     def _initialize(self, data: dict[str, Any], be: Backend) -> None:

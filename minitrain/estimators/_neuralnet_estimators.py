@@ -87,11 +87,14 @@ class NeuralNetClassifier(ClassifierMixin, BaseNeuralNet):
         return accuracy_score(y, self._indices(z), sample_weight=sw)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> NeuralNetClassifier:
-        """One epoch over ``(X, y)``, continuing from the fitted state; ``classes`` (every label) on the first call."""
+    def partial_fit(
+        self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None, *, X_val: Any = None, y_val: Any = None
+    ) -> NeuralNetClassifier:
+        """One epoch over ``(X, y)``, continuing from the fitted state; ``classes`` (every label) on the first call;
+        ``X_val``, ``y_val``: validation data instead of a ``train_split`` split."""
         if not hasattr(self, "module_") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
-        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes, X_val=X_val, y_val=y_val)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels, shape (n_samples,)."""
@@ -157,9 +160,12 @@ class NeuralNetRegressor(RegressorMixin, BaseNeuralNet):
         return r2_score(y, z.astype(np.float64), sample_weight=sw)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> NeuralNetRegressor:
-        """One epoch over ``(X, y)``, continuing from the fitted state (starting one on the first call)."""
-        return self._fit(X, y, sample_weight, incremental=True)
+    def partial_fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None
+    ) -> NeuralNetRegressor:
+        """One epoch over ``(X, y)``, continuing from the fitted state (starting one on the first call); ``X_val``,
+        ``y_val``: validation data instead of a ``train_split`` split."""
+        return self._fit(X, y, sample_weight, incremental=True, X_val=X_val, y_val=y_val)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted values, shape (n_samples,) for one output, else (n_samples, n_outputs)."""
