@@ -8,6 +8,7 @@ Tensor, array or list, converted to the input's backend. Targets are constants (
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from . import functional as F
@@ -198,6 +199,10 @@ class CrossEntropyLoss(_Loss):
     reduction : {'mean', 'sum', 'none'}, default='mean'
     label_smoothing : float, default=0.0
         In [0, 1].
+    ignore_index : int, default=-100
+        A class-index target equal to it contributes nothing: loss 0 ('none' returns 0 for it), gradient 0,
+        and 'mean' averages over the other samples only (their summed class weights, with ``weight``).
+        Probability targets ignore nothing.
 
     Shapes: input (n, n_classes) logits; target (n,) integer class indices or (n, n_classes)
     probabilities; the output is a scalar, or (n,) for 'none'.
@@ -208,15 +213,25 @@ class CrossEntropyLoss(_Loss):
     >>> from minitrain import losses
     >>> round(losses.CrossEntropyLoss()(mt.tensor([[0.0, 0.0]]), [1]).item(), 4)
     0.6931
+    >>> round(losses.CrossEntropyLoss()(mt.tensor([[0.0, 0.0], [5.0, 0.0]]), [1, -100]).item(), 4)
+    0.6931
     """
 
     def __init__(
-        self, weight: Any = None, reduction: str = "mean", label_smoothing: float = 0.0, backend: Any = None
+        self,
+        weight: Any = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        ignore_index: int = -100,
+        backend: Any = None,
     ) -> None:
         super().__init__(reduction, backend)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+            raise TypeError(f"CrossEntropyLoss: ignore_index must be an integer, got {ignore_index!r}")
         self.label_smoothing = float(label_smoothing)
+        self.ignore_index = int(ignore_index)
         self.register_buffer("weight", None if weight is None else _array(weight, self._backend))
 
     def forward(self, input: Any, target: Any) -> Tensor:  # noqa: A002
@@ -228,10 +243,12 @@ class CrossEntropyLoss(_Loss):
             weight=self._buffer("weight", x),
             reduction=self.reduction,
             label_smoothing=self.label_smoothing,
+            ignore_index=self.ignore_index,
         )
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
+        ignore = "" if self.ignore_index == -100 else f", ignore_index={self.ignore_index}"
+        return f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}{ignore}"
 
 
 class PoissonNLLLoss(_Loss):

@@ -16,7 +16,9 @@ __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "clip_grad
 
 _CLIP = ("clip_grad_norm", "clip_grad_value")
 _INF = math.inf
+_LAG = "step_lag"  # per parameter: how many of its buffer's steps it sat out, frozen
 Group = dict[str, Any]
+Run = tuple[FlatBuffer, int, int]  # (view of trainable parameters, its start in the buffer, its first's index)
 
 
 def _real(owner: str, name: str, value: Any, high: float = _INF, *, open_high: bool = False) -> float:
@@ -52,6 +54,18 @@ def _clip_norm(grads: list[Any], be: Any, max_norm: float, norm_type: float) -> 
     return total
 
 
+class _RunState(dict):
+    """A run's view of its buffer's optimizer state: slices of the state arrays, and the run's own step count."""
+
+    __slots__ = ("full", "owner", "start", "stop")
+
+    def __init__(self, full: dict[str, Any], owner: FlatBuffer, start: int, stop: int, step: int) -> None:
+        sliced = {k: v[start:stop] if getattr(v, "shape", None) == (owner.size,) else v for k, v in full.items()}
+        super().__init__(sliced, step=step)
+        self.pop(_LAG, None)
+        self.full, self.owner, self.start, self.stop = full, owner, start, stop
+
+
 class Optimizer:
     """Base of the optimizers: parameter groups over flat buffers (one per dtype and group), clipping, state.
 
@@ -66,6 +80,14 @@ class Optimizer:
     clip_grad_norm, clip_grad_value : float, optional
         Before each update, scale all gradients to a global 2-norm <= ``clip_grad_norm``, then clamp them to
         ``[-clip_grad_value, clip_grad_value]``.
+
+    Notes
+    -----
+    A parameter with ``requires_grad`` False is frozen: no update, penalty or clipping touches it or its state
+    (clipping norms cover the trainable parameters only), and its step count stands still, so when unfrozen it
+    resumes from its own moments and step, as a PyTorch parameter whose gradient is None. While every parameter
+    of a buffer trains with the same step count, a step is one kernel call over the whole buffer; otherwise one
+    per run of consecutive trainable parameters with equal step counts.
     """
 
     _ranges: tuple[tuple[str, float], ...] = ()
@@ -80,6 +102,9 @@ class Optimizer:
         self.param_groups: list[Group] = []
         self.state: dict[FlatBuffer, dict[str, Any]] = {}  # per flat buffer: 'step' and state arrays
         self._flat_groups: list[tuple[FlatBuffer, Group]] = []
+        self._runs_of: tuple[int, int] = (-1, -1)  # (Parameter.requires_grad_version, self._epoch) of _runs_cache
+        self._runs_cache: list[list[Run] | None] = []
+        self._epoch = 0  # bumped when the buffers or the state are replaced
         is_groups = isinstance(params, (list, tuple)) and params and all(isinstance(g, dict) for g in params)
         for group in params if is_groups else [{"params": _param_list(params, f"{name} params")}]:
             self._add_group(group)
@@ -117,6 +142,7 @@ class Optimizer:
         flatten_parameters([p for g in self.param_groups for p in g["params"]])
         self._flat_groups = [(fb, g) for g in self.param_groups for fb in flatten_parameters(g["params"])]
         self.state = {fb: old[(id(g), fb.dtype)] for fb, g in self._flat_groups if (id(g), fb.dtype) in old}
+        self._epoch += 1
 
     def add_param_group(self, param_group: Group) -> None:
         """Add a parameter group (a dict like those of ``param_groups``), e.g. to fine-tune more layers."""
@@ -130,26 +156,70 @@ class Optimizer:
 
     def _state_array(self, fb: FlatBuffer, state: dict[str, Any], key: str, fill: float = 0.0) -> Any:
         if state.get(key) is None:
-            state[key] = fb.backend.alloc((fb.size,), fb.dtype, fill=fill)
+            if isinstance(state, _RunState):  # a run's slice of its buffer's array
+                state[key] = self._state_array(state.owner, state.full, key, fill)[state.start : state.stop]
+            else:
+                state[key] = fb.backend.alloc((fb.size,), fb.dtype, fill=fill)
         return state[key]
 
+    def _runs(self) -> list[list[Run] | None]:
+        """Per flat buffer: None when all its parameters train with one step count, else their runs."""
+        self._runs_cache = []
+        for fb, _ in self._flat_groups:
+            lags = (self.state.get(fb) or {}).get(_LAG) or [0] * len(fb.params)
+            keys = [lag if p.requires_grad else None for p, lag in zip(fb.params, lags, strict=True)]
+            self._runs_cache.append(None if not any(k != 0 for k in keys) else fb.runs(keys))
+        self._runs_of = (Parameter.requires_grad_version, self._epoch)
+        return self._runs_cache
+
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Update the parameters (one kernel call per flat buffer); return ``closure()``'s loss if given, else None."""
+        """Update the trainable parameters (one kernel call per flat buffer, or per run of trainable parameters
+        where some are frozen); return ``closure()``'s loss if given, else None."""
         loss = None
         if closure is not None:
             with enable_grad():
                 loss = closure()
         self._check_current()
-        grads, be = [fb.grad for fb, _ in self._flat_groups], self._flat_groups[0][0].backend
-        if self.clip_grad_norm is not None:
+        version, epoch = self._runs_of  # the runs change only with a requires_grad, the buffers or the state
+        stale = version != Parameter.requires_grad_version or epoch != self._epoch
+        plan = self._runs() if stale else self._runs_cache
+        if self.clip_grad_norm is not None or self.clip_grad_value is not None:
+            self._clip(plan)
+        for (fb, group), runs in zip(self._flat_groups, plan):
+            state = self.state.setdefault(fb, {"step": 0})
+            if runs is None:
+                state["step"] += 1
+                self._update(fb, group, state)
+            elif runs:
+                self._update_runs(fb, group, state, runs)
+        return loss
+
+    def _clip(self, plan: list[list[Run] | None]) -> None:
+        """Clip the gradients of the trainable parameters, the norm over all of them together."""
+        grads, be = [], self._flat_groups[0][0].backend
+        for (fb, _), runs in zip(self._flat_groups, plan, strict=True):
+            grads.extend([fb.grad] if runs is None else [view.grad for view, _, _ in runs])
+        if self.clip_grad_norm is not None and grads:
             _clip_norm(grads, be, self.clip_grad_norm, 2.0)
         for g in grads if self.clip_grad_value is not None else ():
             be.clip_grad_value(g, self.clip_grad_value)
-        for fb, group in self._flat_groups:
-            state = self.state.setdefault(fb, {"step": 0})
-            state["step"] += 1
-            self._update(fb, group, state)
-        return loss
+
+    def _update_runs(self, fb: FlatBuffer, group: Group, state: dict[str, Any], runs: list[Run]) -> None:
+        """One step of a buffer with frozen parameters or several step counts: ``_update`` once per run."""
+        state["step"] += 1
+        lags = state.setdefault(_LAG, [0] * len(fb.params))
+        for i, p in enumerate(fb.params):
+            if not p.requires_grad:
+                lags[i] += 1
+        views = [(v, _RunState(state, fb, start, start + v.size, state["step"] - lags[i])) for v, start, i in runs]
+        snapshot = dict(group)  # each run sees the group as the step found it; the first run's changes are kept
+        for k, (view, run_state) in enumerate(views):
+            self._update(view, group if k == 0 else dict(snapshot), run_state)
+
+    def clear_state(self) -> None:
+        """Forget every step count and state array (moments, momentum buffers): the next step starts afresh."""
+        self.state = {}
+        self._epoch += 1
 
     def zero_grad(self) -> None:
         """Set every gradient to zero: one fill per flat buffer."""
@@ -166,27 +236,50 @@ class Optimizer:
             start += len(g["params"])
         state = {}
         for i, (fb, _) in enumerate(self._flat_groups):
-            if self.state.get(fb):
-                state[i] = {k: v if k == "step" else fb.backend.to_numpy(v).copy() for k, v in self.state[fb].items()}
+            for k, v in self.state.get(fb, {}).items():
+                saved = v if k == "step" else list(v) if k == _LAG else fb.backend.to_numpy(v).copy()
+                state.setdefault(i, {})[k] = saved
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore hyperparameters and state saved by ``state_dict`` (of any backend) into this optimizer's backend."""
+        """Restore hyperparameters and state saved by ``state_dict`` (of any backend) into this optimizer's backend.
+
+        Atomic: everything is checked and converted first; if anything does not fit, it raises and nothing changed.
+        """
         name, groups = type(self).__name__, state_dict["param_groups"]
         sizes = [len(g["params"]) for g in self.param_groups]
         if [len(g["params"]) for g in groups] != sizes:
             raise ValueError(f"{name}: the state's parameter groups do not match this optimizer's (sizes {sizes})")
+        new_groups = []
+        for saved, mine in zip(groups, self.param_groups, strict=True):
+            new_groups.append({**mine, **copy.deepcopy({k: v for k, v in saved.items() if k != "params"})})
+            self._validate(new_groups[-1])
         new_state = {}
         for i, saved in state_dict["state"].items():
+            if not 0 <= int(i) < len(self._flat_groups):
+                raise ValueError(f"{name}: the state names buffer {i!r}; this optimizer has {len(self._flat_groups)}")
             fb = self._flat_groups[int(i)][0]
-            st = new_state[fb] = {"step": int(saved["step"])}
-            for key, value in ((k, v) for k, v in saved.items() if k != "step"):
-                if tuple(value.shape) != (fb.size,):
-                    raise ValueError(f"{name}: state {key!r} has shape {tuple(value.shape)}, expected {(fb.size,)}")
-                st[key] = fb.backend.asarray(value, dtype=fb.dtype).copy()
-        for saved, mine in zip(groups, self.param_groups, strict=True):
-            mine.update(copy.deepcopy({k: v for k, v in saved.items() if k != "params"}))
+            new_state[fb] = self._loaded_state(fb, saved)
+        for mine, new in zip(self.param_groups, new_groups, strict=True):
+            mine.update(new)
         self.state = new_state
+        self._epoch += 1
+
+    def _loaded_state(self, fb: FlatBuffer, saved: dict[str, Any]) -> dict[str, Any]:
+        """One buffer's saved state, checked and converted to its backend (nothing of this optimizer changes)."""
+        name, steps = type(self).__name__, int(saved["step"])
+        state: dict[str, Any] = {"step": steps}
+        for key, value in ((k, v) for k, v in saved.items() if k != "step"):
+            if key == _LAG:
+                state[key] = [int(lag) for lag in value]
+                if len(state[key]) != len(fb.params) or not all(0 <= lag <= steps for lag in state[key]):
+                    raise ValueError(f"{name}: state {key!r} must hold {len(fb.params)} counts in [0, {steps}]")
+                continue
+            shape = tuple(getattr(value, "shape", ()))
+            if shape != (fb.size,):
+                raise ValueError(f"{name}: state {key!r} has shape {shape}, expected {(fb.size,)}")
+            state[key] = fb.backend.asarray(value, dtype=fb.dtype).copy()
+        return state
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -349,8 +442,9 @@ class Adagrad(Optimizer):
 
 # ---------------------------------------------------------------------- torch.nn.utils-style clipping
 def _grad_arrays(parameters: Any) -> tuple[list[Any], Any]:
-    """Gradients of ``parameters``: whole flat buffers where all their parameters are given, else per parameter."""
-    unique = {id(p): p for p in _param_list(parameters, "parameters") if p.grad is not None}
+    """Gradients of the trainable ``parameters``: whole flat buffers where all their parameters are given, else
+    per parameter. A frozen parameter (``requires_grad`` False) is left out, as one without a gradient."""
+    unique = {id(p): p for p in _param_list(parameters, "parameters") if p.grad is not None and p.requires_grad}
     flats = {id(p._flat): p._flat for p in unique.values() if p._flat is not None and p._flat.is_current()}
     whole = [fb for fb in flats.values() if all(id(q) in unique for q in fb.params)]
     covered = {id(q) for fb in whole for q in fb.params}

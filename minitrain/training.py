@@ -199,9 +199,7 @@ class Trainer:
     def _diverged(self, what: str, last_finite: list[Any], batch: int | None = None) -> NonFiniteLossError:
         """Restore the epoch's starting weights, clear the optimizer's state; the error to raise."""
         self.set_weights(last_finite)
-        state = getattr(self.optimizer, "state", None)
-        if isinstance(state, dict):
-            state.clear()
+        self.optimizer.clear_state()
         where = f"epoch {self.epoch}" if batch is None else f"epoch {self.epoch}, batch {batch}"
         return NonFiniteLossError(
             f"{what[:1].upper()}{what[1:]} at {where}; the model keeps the weights it had after epoch "

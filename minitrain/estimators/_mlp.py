@@ -336,22 +336,27 @@ class BaseMLP(NetEstimator):
         return penalty
 
     def _fit_lbfgs(self, X: Any, y: Any, sample_weight: Any) -> None:
+        """scipy's L-BFGS-B over the flat vector of the trainable parameters (frozen ones stay as they are)."""
         module = self.module_
         be = module.backend
         (fb,) = module.flat_parameters()
         data = self._dataset(X, y, sample_weight)
         wsum = float(X.shape[0] if sample_weight is None else np.sum(sample_weight))
-        starts, offset = [], 0
+        starts, trainable, offset = [], [], 0
         weights = {id(lin.weight) for lin in linear_layers(module)}
-        for p in module.parameters():
+        for p in fb.params:
             if id(p) in weights:
                 starts.append((offset, offset + p.size))
+            trainable.append(np.full(p.size, p.requires_grad))
             offset += p.size
+        free = np.flatnonzero(np.concatenate(trainable))  # the entries L-BFGS moves
         alpha, l1, dtype, out_act = float(self.alpha), float(self.l1), self._dtype, self.out_activation_
         module.train()
+        point = be.to_numpy(fb.data).astype(np.float64)  # the whole vector: frozen entries and L-BFGS's
 
         def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-            fb.data[...] = be.asarray(x.astype(dtype))
+            point[free] = x
+            fb.data[...] = be.asarray(point.astype(dtype))
             fb.zero_grad()
             total = 0.0
             for xb, yb, wb, _ in data.batches(8192):
@@ -362,7 +367,7 @@ class BaseMLP(NetEstimator):
                 w = fb.data[a:b]
                 total += (0.5 * alpha * float(w @ w) + l1 * float(abs(w).sum())) / wsum
                 fb.grad[a:b] += (alpha / wsum) * w + (l1 / wsum) * be.xp.sign(w)
-            return total, be.to_numpy(fb.grad).astype(np.float64)
+            return total, be.to_numpy(fb.grad).astype(np.float64)[free]
 
         opts = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
         callback = None
@@ -372,9 +377,9 @@ class BaseMLP(NetEstimator):
             def callback(intermediate_result: Any) -> None:
                 print(f"Iteration {next(it)}, loss = {intermediate_result.fun:.8f}")
 
-        x0 = be.to_numpy(fb.data).astype(np.float64)
+        x0 = point.copy()
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging solve is reported below
-            res = scipy.optimize.minimize(fun, x0, method="L-BFGS-B", jac=True, options=opts, callback=callback)
+            res = scipy.optimize.minimize(fun, x0[free], method="L-BFGS-B", jac=True, options=opts, callback=callback)
         fb.data[...] = be.asarray(x0.astype(dtype))  # scipy's last evaluation left its own point there
         if res.status != 0:
             warnings.warn(
@@ -392,7 +397,8 @@ class BaseMLP(NetEstimator):
             )
         self.n_iter_ = min(res.nit, self.max_iter)
         self.loss_ = float(res.fun)
-        fb.data[...] = be.asarray(res.x.astype(dtype))
+        x0[free] = res.x
+        fb.data[...] = be.asarray(x0.astype(dtype))
 
     # ------------------------------------------------------------------ predict
     def _forward(self, X: Any, check_input: bool = True) -> np.ndarray:

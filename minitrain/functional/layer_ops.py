@@ -9,13 +9,21 @@ from ..autograd import Tensor
 from ..backend.base import NEEDS_PREACTIVATION, canonical_activation
 
 _make = Tensor._make
+#: The parameter of an activation named without one, as its module's default (``LeakyReLU``, ``ELU``).
+DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
+
+
+def default_alpha(name: str) -> float:
+    """The parameter activation ``name`` takes by default: leaky_relu's slope 0.01, elu's scale 1.0 (else unused)."""
+    return DEFAULT_ALPHA.get(canonical_activation(name), 0.01)
 
 
 # ---------------------------------------------------------------------- activations
-def activation(x: Tensor, name: str, alpha: float = 0.01) -> Tensor:
-    """Apply a named activation (see ``minitrain.backend.ACTIVATIONS``) as one node."""
+def activation(x: Tensor, name: str, alpha: float | None = None) -> Tensor:
+    """Apply a named activation (see ``minitrain.backend.ACTIVATIONS``) as one node; ``alpha`` None: its default."""
     be = x.backend
     name = canonical_activation(name)
+    alpha = default_alpha(name) if alpha is None else float(alpha)
     xd = x.data
     y = be.act(xd, name, alpha=alpha)
     z = xd if name in NEEDS_PREACTIVATION else None
@@ -77,7 +85,7 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
 
 # ---------------------------------------------------------------------- layers
 def linear(
-    x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str = "identity", alpha: float = 0.01
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str = "identity", alpha: float | None = None
 ) -> Tensor:
     """``act(x @ weight.T + bias)`` as one node over the fused ``affine_act`` kernel.
 
@@ -88,11 +96,12 @@ def linear(
     bias : Tensor of shape (out_features,), optional
     activation : str, default='identity'
         One of ``minitrain.backend.ACTIVATIONS`` (or 'logistic').
-    alpha : float, default=0.01
-        Slope of leaky_relu, scale of elu.
+    alpha : float, optional
+        Slope of leaky_relu (default 0.01), scale of elu (default 1.0), as in ``LeakyReLU`` and ``ELU``.
     """
     be = x.backend
     name = canonical_activation(activation)
+    alpha = default_alpha(name) if alpha is None else float(alpha)
     xd = x.data
     if xd.ndim < 1 or xd.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input has shape {x.shape}, expected (..., {weight.shape[1]})")

@@ -45,11 +45,14 @@ def cross_entropy(
     weight: Any = None,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
+    ignore_index: int = -100,
 ) -> Tensor:
     """Softmax cross-entropy of logits ``input`` (n, c) against class indices (n,) or probabilities (n, c).
 
     One node over the ``softmax_cross_entropy`` kernel. With class weights and index targets,
-    ``'mean'`` divides by the summed weights of the targets (as PyTorch does).
+    ``'mean'`` divides by the summed weights of the targets (as PyTorch does). A sample whose class index
+    is ``ignore_index`` has loss 0 and gradient 0 and is left out of the mean (which is NaN when every sample
+    is ignored, as in PyTorch); probability targets ignore nothing.
     """
     _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
@@ -60,11 +63,17 @@ def cross_entropy(
     xp = be.xp
     n, c = input.shape
     t = _target(target, input)
+    ignored = None
     if t.ndim == 1:
         if t.dtype.kind not in "iu":
             raise TypeError(f"class-index targets must be integers, got dtype {t.dtype}")
         if t.shape[0] != n:
             raise ValueError(f"target has {t.shape[0]} labels for {n} samples")
+        ignored = t == ignore_index
+        if bool(ignored.any()):
+            t = xp.where(ignored, 0, t)  # any class: the loss and gradient of these samples are zeroed below
+        else:
+            ignored = None
         if t.size and (int(t.min()) < 0 or int(t.max()) >= c):
             raise ValueError(f"target class indices must be in [0, {c}), got [{int(t.min())}, {int(t.max())}]")
     elif t.shape != (n, c):
@@ -78,8 +87,14 @@ def cross_entropy(
             raise ValueError(f"class weights must have shape ({c},), got {tuple(w.shape)}")
     loss, grad = be.softmax_cross_entropy(input.data, t, weight=w, label_smoothing=label_smoothing)
     denom = None
-    if reduction == "mean" and w is not None and t.ndim == 1:
-        denom = float(xp.take(w, t).sum())
+    if ignored is not None:
+        loss[ignored] = 0
+        grad[ignored] = 0
+    if reduction == "mean" and t.ndim == 1 and (w is not None or ignored is not None):
+        kept = t if ignored is None else t[~ignored]
+        denom = float(kept.size if w is None else xp.take(w, kept).sum())
+        if denom == 0:  # every sample ignored (or of weight 0): NaN, as PyTorch's 0 / 0
+            return _make(xp.full((), xp.nan, dtype=input.dtype), be, (input,), lambda g: (xp.zeros_like(grad),))
     return _reduced(input, loss, grad, reduction, denom)
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..autograd import Tensor
 from ..backend import get_backend
+
+_REQUIRES_GRAD = Tensor.requires_grad  # the slot that Parameter's property wraps
+_VERSIONS = itertools.count(1)
 
 
 class Parameter(Tensor):
@@ -15,14 +19,33 @@ class Parameter(Tensor):
     Once flattened (by an optimizer or ``Module.flat_parameters``), ``data`` and ``grad`` are views
     into the model's flat buffers. After ``zero_grad`` the gradient is known to be zero, so the first
     gradient of the next backward pass may be written straight into it (e.g. by a ``Linear`` GEMM).
+    Setting ``requires_grad = False`` freezes it: backward passes and optimizers leave it alone.
     """
 
     __slots__ = ("_flat", "_grad_zero")
+    #: Bumped whenever any Parameter's ``requires_grad`` changes: optimizers recompute what they update.
+    requires_grad_version = 0
 
     def __init__(self, data: Any, backend: Any = None, dtype: Any = None) -> None:
         super().__init__(data, requires_grad=True, backend=backend, dtype=dtype)
         self._flat: FlatBuffer | None = None
         self._grad_zero = False
+
+    @property
+    def requires_grad(self) -> bool:
+        """Whether backward passes compute this parameter's gradient and optimizers update it."""
+        return _REQUIRES_GRAD.__get__(self, Parameter)
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        flag = bool(flag)
+        try:
+            changed = _REQUIRES_GRAD.__get__(self, Parameter) is not flag
+        except AttributeError:  # being built or unpickled: no optimizer knows it yet
+            changed = False
+        _REQUIRES_GRAD.__set__(self, flag)
+        if changed:
+            Parameter.requires_grad_version = next(_VERSIONS)  # a new value, also when threads race
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -86,6 +109,24 @@ class FlatBuffer:
         self.grad.fill(0)
         for p in self.params:
             p._grad_zero = True
+
+    def runs(self, keys: Sequence[Any]) -> list[tuple[FlatBuffer, int, int]]:
+        """``(view, start, first)`` per longest run of consecutive parameters with equal keys (key None: left out):
+        a view of the run, its offset in this buffer and the index of its first parameter.
+
+        ``keys`` has one entry per parameter, e.g. a step count for those that train and None for the frozen.
+        """
+        out: list[tuple[FlatBuffer, int, int]] = []
+        first = offset = run_offset = 0
+        for i in range(len(self.params) + 1):
+            if i == len(self.params) or keys[i] != keys[first]:
+                if keys[first] is not None:
+                    view = FlatBuffer(self.params[first:i], parent=self, start=run_offset)
+                    out.append((view, run_offset, first))
+                first, run_offset = i, offset
+            if i < len(self.params):
+                offset += self.params[i].size
+        return out
 
     def __repr__(self) -> str:
         return f"FlatBuffer({len(self.params)} parameters, {self.size} {self.dtype} values on {self.backend.name})"

@@ -8,6 +8,7 @@ from typing import Any
 from .. import functional as F
 from ..autograd import Tensor
 from ..backend import canonical_activation
+from ..functional.layer_ops import default_alpha
 from ..init import get_initializer, zeros_
 from .activation import Activation
 from .flat import Parameter
@@ -24,7 +25,8 @@ class Linear(Module):
     bias : bool, default=True
         Learn an additive bias.
     activation : str or Activation, default='identity'
-        Activation fused into the layer ('relu', 'tanh', 'logistic', ... or e.g. ``LeakyReLU(0.2)``).
+        Activation fused into the layer ('relu', 'tanh', 'logistic', ... or e.g. ``LeakyReLU(0.2)``). A name takes
+        its module's default parameter: 'leaky_relu' is ``LeakyReLU()`` (slope 0.01), 'elu' is ``ELU()`` (alpha 1).
     init : str or callable, default='auto'
         Weight initializer: 'auto' (He uniform before ReLU-like activations, Glorot uniform
         otherwise), a name from ``minitrain.init``, or a function filling a tensor in place.
@@ -62,7 +64,8 @@ class Linear(Module):
         if isinstance(activation, Activation):
             self.activation, self.alpha = activation.act_name, activation.act_alpha
         else:
-            self.activation, self.alpha = canonical_activation(activation), 0.01
+            self.activation = canonical_activation(activation)
+            self.alpha = default_alpha(self.activation)
         be = self._backend
         # (out, in) in column-major memory, i.e. an (in, out) row-major block: OpenBLAS splits the weight-gradient
         # GEMM (and the forward one) better across threads when their output is tall, as this layout makes it

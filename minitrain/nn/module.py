@@ -154,6 +154,18 @@ class Module:
         """Every parameter, each once, in registration order."""
         return [p for _, p in self.named_parameters(recurse=recurse)]
 
+    def trainable_parameters(self, recurse: bool = True) -> list[Parameter]:
+        """The parameters that train (``requires_grad`` True), each once, in registration order.
+
+        Examples
+        --------
+        >>> from minitrain import nn
+        >>> net = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 1))
+        >>> len(net[0].freeze().parameters()), len(net.trainable_parameters())
+        (2, 2)
+        """
+        return [p for p in self.parameters(recurse) if p.requires_grad]
+
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
         """Every registered buffer that is not None, with dotted names."""
         for mname, mod in self.named_modules(prefix):
@@ -162,7 +174,7 @@ class Module:
                     yield (f"{mname}.{bname}" if mname else bname), b
 
     def num_parameters(self) -> int:
-        """Total number of trainable values."""
+        """Total number of parameter values, frozen ones included (``trainable_parameters`` lists the others)."""
         total = 0
         for p in self.parameters():
             total += p.size
@@ -178,6 +190,46 @@ class Module:
     def eval(self) -> Module:
         """Set evaluation mode; same as ``train(False)``."""
         return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` of every parameter of this module and its submodules; returns self."""
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def freeze(self) -> Module:
+        """Freeze every parameter of this module and its submodules (``requires_grad_(False)``); returns self.
+
+        A frozen parameter gets no gradient, and every optimizer, penalty and gradient clipping leaves it and its
+        optimizer state unchanged, also an optimizer built before the freeze.
+
+        Examples
+        --------
+        >>> import minitrain as mt
+        >>> from minitrain import nn, optim
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
+        >>> opt = optim.AdamW(net, weight_decay=0.1)
+        >>> before = net[0].freeze().weight.numpy().copy()
+        >>> (net(mt.tensor([[1.0, 2.0, 3.0]])) ** 2).sum().backward()
+        >>> opt.step()
+        >>> bool((net[0].weight.numpy() == before).all()), [p.requires_grad for p in net.parameters()]
+        (True, [False, False, True, True])
+        """
+        return self.requires_grad_(False)
+
+    def unfreeze(self) -> Module:
+        """Let every parameter of this module and its submodules train again (``requires_grad_(True)``); returns self.
+
+        An optimizer resumes each parameter from the state (moments, step count) it had when it was frozen.
+
+        Examples
+        --------
+        >>> from minitrain import nn
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1)).freeze()
+        >>> len(net.trainable_parameters()), len(net.unfreeze().trainable_parameters())
+        (0, 4)
+        """
+        return self.requires_grad_(True)
 
     def flat_parameters(self) -> list[FlatBuffer]:
         """This module's parameters as flat buffers (one per dtype), flattening them if needed."""
@@ -210,7 +262,8 @@ class Module:
         return state
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Copy values into this module's parameters and buffers, in place.
+        """Copy values into this module's parameters and buffers, in place; atomic: if any value does not fit, it
+        raises and nothing changed.
 
         Raises
         ------
@@ -218,6 +271,8 @@ class Module:
             With ``strict``, if keys are missing or unexpected.
         ValueError
             If a shape does not match.
+        TypeError, ValueError
+            If a value cannot be converted to its parameter's or buffer's dtype (e.g. strings into floats).
         """
         params = dict(self.named_parameters())
         buffers = {}
@@ -238,9 +293,13 @@ class Module:
             target = params[key].data if key in params else buffers[key][0]._buffers[buffers[key][1]]
             if tuple(arr.shape) != tuple(target.shape):
                 raise ValueError(f"shape mismatch for {key!r}: got {arr.shape}, expected {tuple(target.shape)}")
-            updates.append((target, arr))
-        for target, arr in updates:  # all checks pass before anything changes
-            target[...] = self._backend.asarray(arr, dtype=target.dtype)
+            try:
+                converted = self._backend.asarray(arr, dtype=target.dtype)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"cannot load {key!r} ({arr.dtype}) into {target.dtype}: {err}") from err
+            updates.append((target, converted))
+        for target, converted in updates:  # every value is checked and converted before anything changes
+            target[...] = converted
 
     def to(self, backend: Any) -> Module:
         """Move every parameter, buffer and random generator to another backend, in place; returns self.
