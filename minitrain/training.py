@@ -208,9 +208,11 @@ class Trainer:
             self.epoch,
         )
 
-    def _weights_finite(self) -> bool:
+    def _weights_finite(self, arrays: list[Any] | None = None) -> bool:
+        """Whether every parameter and floating buffer (``arrays``, default: the current ones) is finite."""
         xp = self.module.backend.xp
-        return all(bool(xp.isfinite(a).all()) for a in self._weight_arrays() if a.dtype.kind == "f")
+        arrays = self._weight_arrays() if arrays is None else arrays
+        return all(bool(xp.isfinite(a).all()) for a in arrays if a.dtype.kind == "f")
 
     def _run_epoch(self, train: ArrayDataset, valid: ArrayDataset | None) -> None:
         self.epoch += 1
@@ -218,7 +220,8 @@ class Trainer:
         self.history.new_epoch(epoch=self.epoch, lr=self.lr)
         self.n_batches = -(-train.n_samples // self.batch_size)
         self._call("on_epoch_begin")
-        last_finite = self._last_finite = self.get_weights()
+        weights = self._weight_arrays()  # the arrays this epoch trains, copied and at the end checked
+        last_finite = self._last_finite = [self.module.backend.xp.copy(a) for a in weights]
         self.module.train()
         order = None
         if self.shuffle:
@@ -241,7 +244,7 @@ class Trainer:
             total += loss * (stop - start)
             self.n_samples_seen += stop - start
             self._call("on_batch_end", i, loss)
-        if not self._weights_finite():  # the epoch's last step diverged
+        if not self._weights_finite(weights):  # the epoch's last step diverged
             raise self._diverged("a parameter became non-finite", last_finite)
         self.history.record("train_loss", total / max(train.n_samples, 1))
         if valid is not None:
