@@ -1,9 +1,10 @@
 """minitrain: train neural networks on interchangeable array backends (NumPy, Numba)."""
 
-from . import callbacks, data, functional, init, losses, nn, optim, random, schedules, testing, training
+from . import callbacks, data, functional, init, io, losses, nn, optim, random, schedules, testing, training
 from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .backend import get_backend, list_backends, register_backend, set_backend, use_backend
 from .estimators import MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor
+from .io import load, save
 from .random import manual_seed
 
 __version__ = "0.1.0"
@@ -22,14 +23,17 @@ __all__ = [
     "functional",
     "get_backend",
     "init",
+    "io",
     "is_grad_enabled",
     "list_backends",
+    "load",
     "losses",
     "manual_seed",
     "nn",
     "no_grad",
     "optim",
     "random",
+    "save",
     "register_backend",
     "schedules",
     "set_backend",

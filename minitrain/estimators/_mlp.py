@@ -201,6 +201,7 @@ class BaseMLP(NetEstimator):
             X_val, y_val_fit = self._validate_input(X_val, y_val, incremental=True, reset=False)
             y_val_labels = np.asarray(y_val) if is_classifier(self) else y_val_fit
             val = (X_val, y_val_fit.reshape(len(y_val_fit), -1), y_val_labels)
+        self.__dict__.pop("_y_labels", None)  # the labels the classifier kept for its class weights
         self._random_state = check_random_state(self.random_state)  # per call, as in scikit-learn
         return {"X": X, "y": y, "sample_weight": sample_weight, "val": val, "sizes": sizes}
 

@@ -166,7 +166,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _class_weighted(self, y: Any, sample_weight: Any) -> Any:
         if self.class_weight is None:
             return sample_weight
-        cw = compute_sample_weight(self.class_weight, self._y_labels)
+        cw = compute_sample_weight(self.class_weight, self.__dict__.pop("_y_labels"))
         return cw if sample_weight is None else sample_weight * cw
 
     def predict(self, X: Any) -> np.ndarray:
