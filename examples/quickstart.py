@@ -1,14 +1,19 @@
 """Train a small network on scikit-learn's digits with minitrain's low-level API.
 
 Standardized features, a stratified train/validation/test split, Adam, a line per epoch, early
-stopping on the validation loss (best weights restored), then the test accuracy.
+stopping on the validation loss (best weights restored), then the test accuracy. With matplotlib
+installed (pip install "minitrain[plot]"), the learning curves are saved as a PNG (--plot PATH; the
+default is in the temporary directory, "" skips it).
 
-    python examples/quickstart.py [--backend numpy] [--epochs 200] [--patience 10]
+    python examples/quickstart.py [--backend numpy] [--epochs 200] [--patience 10] [--plot curves.png]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -18,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 
 import minitrain as mt
 from minitrain import losses, nn, optim
+from minitrain.callbacks import History
 
 
 def evaluate(model: nn.Module, loss_fn: losses.CrossEntropyLoss, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -39,6 +45,12 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--plot",
+        default=os.path.join(tempfile.gettempdir(), "minitrain_quickstart.png"),
+        metavar="PATH",
+        help="where to save the learning curves (PNG, needs matplotlib); '' skips them",
+    )
     args = parser.parse_args(argv)
 
     X, y = load_digits(return_X_y=True)
@@ -59,6 +71,7 @@ def main(argv: list[str] | None = None) -> float:
         loss_fn = losses.CrossEntropyLoss()
         print(f"backend {backend.name}: {model.num_parameters()} parameters, {len(X_train)} training samples")
         best_loss, best_state, waited = float("inf"), model.state_dict(), 0
+        history, best_epoch, stopped = History(), None, None  # for the learning curves
         start = time.perf_counter()
         for epoch in range(1, args.epochs + 1):
             perm = order.permutation(len(X_train))
@@ -73,16 +86,24 @@ def main(argv: list[str] | None = None) -> float:
             val_loss, val_acc = evaluate(model, loss_fn, X_val, y_val)
             train_loss = total / len(X_train)
             print(f"epoch {epoch:3d}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  val acc {val_acc:.4f}")
+            history.new_epoch(epoch=epoch, train_loss=train_loss, valid_loss=val_loss, valid_score=val_acc)
             if val_loss < best_loss - 1e-4:
-                best_loss, best_state, waited = val_loss, model.state_dict(), 0
+                best_loss, best_state, waited, best_epoch = val_loss, model.state_dict(), 0, epoch
             else:
                 waited += 1
                 if waited >= args.patience:
                     print(f"early stop: no validation improvement for {args.patience} epochs")
+                    stopped = epoch
                     break
         model.load_state_dict(best_state)
         _, test_acc = evaluate(model, loss_fn, X_test, y_test)
-        print(f"test accuracy {test_acc:.4f}  (backend {backend.name}, {time.perf_counter() - start:.1f} s)")
+        elapsed = time.perf_counter() - start
+        if args.plot and len(history) and importlib.util.find_spec("matplotlib") is not None:
+            from minitrain.plot import learning_curves
+
+            learning_curves(history, best_epoch=best_epoch, stopped_epoch=stopped).savefig(args.plot, dpi=80)
+            print(f"learning curves saved to {args.plot}")
+        print(f"test accuracy {test_acc:.4f}  (backend {backend.name}, {elapsed:.1f} s)")
     return test_acc
 
 

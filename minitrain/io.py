@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import json
 import os
+import pathlib
 import struct
 import warnings
 from collections.abc import Iterable
@@ -202,6 +203,8 @@ class _Writer:
             return {"$t": "dtype", "v": v.str}
         if isinstance(v, Backend):
             return {"$t": "backend", "spec": v.spec}
+        if isinstance(v, pathlib.PurePath):
+            return {"$t": "path", "v": str(v)}
         if isinstance(v, type) or _is_function(v):
             return self._named(v, where)
         if isinstance(v, np.ndarray) or type(v).__module__.startswith("cupy"):
@@ -315,6 +318,9 @@ class _Reader:
 
     def _dtype(self, node: dict) -> np.dtype:
         return np.dtype(node["v"])
+
+    def _path(self, node: dict) -> pathlib.Path:
+        return pathlib.Path(node["v"])
 
     def _backend(self, node: dict) -> Backend:
         return get_backend("numpy")  # everything is built on NumPy first; place() moves it

@@ -111,6 +111,7 @@ class Trainer:
         self.n_samples_seen = 0
         self._order: np.ndarray | None = None
         self._last_finite: list[Any] | None = None  # the weights at the start of the running epoch
+        self._fit_start = 0  # the epoch the running fit() started after
         self._best: dict[str, float] = {}
         self._best_seen = -1  # history records the running bests cover
 
@@ -141,10 +142,10 @@ class Trainer:
         return [xp.copy(a) for a in self._weight_arrays()]
 
     def set_weights(self, weights: list[Any]) -> None:
-        """Copy back weights taken by ``get_weights``, in place (flat buffers stay valid)."""
-        xp = self.module.backend.xp
+        """Copy back weights taken by ``get_weights`` (or their NumPy copies), in place (flat buffers stay valid)."""
+        be = self.module.backend
         for dst, src in zip(self._weight_arrays(), weights, strict=True):
-            xp.copyto(dst, src)
+            be.xp.copyto(dst, be.asarray(src))
 
     def _call(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:
@@ -169,6 +170,7 @@ class Trainer:
         rather than let it score a model cut short.
         """
         self.stop_training = False
+        self._fit_start = self.__dict__.pop("_resumed_fit_start", self.epoch)
         self._call("on_train_begin")
         try:
             for _ in range(epochs):
@@ -188,6 +190,66 @@ class Trainer:
         finally:
             self._call("on_train_end")
         return self
+
+    def loop_state(self) -> dict[str, Any]:
+        """Where the loop stands between two epochs: ``epoch``, ``fit_epochs`` (epochs the running ``fit`` call
+        completed), ``n_samples_seen`` and the last shuffled ``order``. A checkpoint keeps it beside the model, the
+        optimizer, the history, the callbacks and ``random_state``."""
+        return {
+            "epoch": self.epoch, "fit_epochs": self.epoch - self._fit_start, "n_samples_seen": self.n_samples_seen,
+            "order": self._order,
+        }  # fmt: skip
+
+    def restore_loop_state(self, state: dict[str, Any]) -> Trainer:
+        """Continue the loop from ``loop_state()``'s ``state``; returns self."""
+        self.epoch, self.n_samples_seen = int(state["epoch"]), int(state["n_samples_seen"])
+        self._order = None if state["order"] is None else np.asarray(state["order"])
+        self._resumed_fit_start = self.epoch - int(state["fit_epochs"])  # the next fit() continues that one
+        return self
+
+    def resume(self, path: Any) -> Trainer:
+        """Continue from a checkpoint that :class:`~minitrain.callbacks.Checkpoint` wrote for a trainer like this
+        one (the same model architecture, optimizer and callbacks, e.g. the script that was stopped, run again).
+
+        Restores, in place: the model's parameters, buffers and random generators, the optimizer's state, the
+        history, ``random_state``, each callback's state and the loop's position. Call ``fit`` with the epochs
+        that are left (``loop_state()["fit_epochs"]`` of them ran) and training goes on as if never stopped.
+
+        Returns
+        -------
+        self
+        """
+        from .io import load
+
+        saved = load(path, backend=self.module.backend)
+        if not isinstance(saved, dict) or "trainer" not in saved or "module" not in saved:
+            raise ValueError(f"{path} is not a checkpoint of a Trainer (it holds {type(saved).__name__})")
+        module = saved["module"]
+        self.module.load_state_dict(module.state_dict())
+        mine, theirs = dict(self.module.named_generators()), dict(module.named_generators())
+        if mine.keys() != theirs.keys():
+            raise ValueError(f"{path}: the model's random generators differ ({sorted(theirs)} in the file)")
+        for name, gen in mine.items():
+            gen.bit_generator.state = theirs[name].bit_generator.state
+        self.optimizer.load_state_dict(saved["optimizer"].state_dict())
+        self.history.records[:] = saved["history"].records
+        self.random_state.set_state(saved["random_state"].get_state())
+        callbacks = [cb for cb in self.callbacks if not isinstance(cb, History)]
+        for cb, old in zip(callbacks, saved["callbacks"], strict=False):
+            if type(cb) is type(old):
+                cb.__dict__.update(old.__dict__)
+        return self.restore_loop_state(saved["trainer"])
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint saves: the fitted estimator being trained (if any) or the model, optimizer, history,
+        ``random_state`` and callbacks, and ``loop_state()``."""
+        if self.estimator is not None:
+            return {"estimator": self.estimator, "trainer": self.loop_state()}
+        callbacks = [cb for cb in self.callbacks if not isinstance(cb, History)]
+        return {
+            "module": self.module, "optimizer": self.optimizer, "history": self.history,
+            "random_state": self.random_state, "callbacks": callbacks, "trainer": self.loop_state(),
+        }  # fmt: skip
 
     def _drop_unfinished_epoch(self) -> None:
         """Forget the record of an epoch that did not complete."""
@@ -216,7 +278,7 @@ class Trainer:
 
     def _run_epoch(self, train: ArrayDataset, valid: ArrayDataset | None) -> None:
         self.epoch += 1
-        start = time.perf_counter()
+        began = time.perf_counter()
         self.history.new_epoch(epoch=self.epoch, lr=self.lr)
         self.n_batches = -(-train.n_samples // self.batch_size)
         self._call("on_epoch_begin")
@@ -255,7 +317,7 @@ class Trainer:
             if self.score_fn is not None:
                 self.history.record("valid_score", float(self.score_fn(valid)))
         self._mark_best()
-        self.history.record("duration", time.perf_counter() - start)
+        self.history.record("duration", time.perf_counter() - began)
         self._call("on_epoch_end")
 
     def _autograd_step(self, data: ArrayDataset, rows: Any, weight_sum: float) -> float:

@@ -235,11 +235,13 @@ def test_early_stopping_clone_keeps_parameters_and_drops_state():
     assert not hasattr(copy, "best_epoch_")
 
 
-def test_early_stopping_pickles_without_its_weight_copies():
+def test_early_stopping_pickles_its_best_weights_as_numpy_copies():
     stopper = EarlyStopping(monitor="scripted_loss", patience=2)
     _trainer([Script(SCRIPT), stopper]).fit(_data(), epochs=10)
-    loaded = pickle.loads(pickle.dumps(stopper))
-    assert loaded.best_weights_ is None
+    loaded = pickle.loads(pickle.dumps(stopper))  # a resumed fit restores the best weights as the stopped one would
+    assert all(type(a) is np.ndarray for a in loaded.best_weights_)
+    for a, b in zip(loaded.best_weights_, stopper.best_weights_, strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))
     assert (loaded.best_epoch_, loaded.get_params()) == (3, stopper.get_params())
 
 
@@ -373,14 +375,14 @@ def test_reduce_lr_on_plateau_clone_keeps_parameters():
 
 # ------------------------------------------------------------------------------------------------ ProgressBar
 def test_progress_bar_writes_to_stderr(capsys):
-    _trainer([ProgressBar()]).fit(_data(), epochs=2)
+    _trainer([ProgressBar(disable=False)]).fit(_data(), epochs=2)
     captured = capsys.readouterr()
     assert "epoch 1" in captured.err and "epoch 2" in captured.err
     assert captured.out == ""
 
 
 def test_progress_bar_left_on_screen_shows_the_epoch_losses(capsys):
-    _trainer([ProgressBar(leave=True)]).fit(_data(), _data(seed=1), epochs=1)
+    _trainer([ProgressBar(leave=True, disable=False)]).fit(_data(), _data(seed=1), epochs=1)
     err = capsys.readouterr().err
     assert "4/4" in err
     assert "train_loss=" in err and "valid_loss=" in err

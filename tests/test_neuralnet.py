@@ -496,3 +496,20 @@ def test_verbose_prints_one_line_per_epoch(iris, capsys):
     clf(max_epochs=3, verbose=True).fit(*iris)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and lines[-1].startswith("epoch   3") and "valid_loss" in lines[-1]
+
+
+def test_verbose_on_a_terminal_shows_the_progress_bar(iris, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out, err = io.StringIO(), Terminal()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    est = clf(max_epochs=3, verbose=True).fit(*iris)
+    assert [name for name, _ in est.callbacks_][-1] == "progress_bar"
+    lines = [ln for ln in err.getvalue().splitlines() if ln.startswith("epoch  ")]
+    assert len(lines) == 3 and "valid_loss" in lines[-1] and out.getvalue() == ""

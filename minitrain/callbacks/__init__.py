@@ -5,9 +5,15 @@ constructor arguments are hyperparameters, so ``clone`` / ``get_params`` / ``set
 """
 
 from .base import Callback, History
+from .checkpoint import Checkpoint
+from .finetuning import Unfreeze
 from .loggers import CSVLogger, EpochLogger, ProgressBar
+from .monitoring import GradientMonitor, GradientWarning
 from .scheduling import LRScheduler, ReduceLROnPlateau
 from .stopping import EarlyStopping
+from .trackers import TensorBoard, WandbLogger
 
-__all__ = ["CSVLogger", "Callback", "EarlyStopping", "EpochLogger", "History", "LRScheduler", "ProgressBar",
-           "ReduceLROnPlateau"]  # fmt: skip
+__all__ = [
+    "CSVLogger", "Callback", "Checkpoint", "EarlyStopping", "EpochLogger", "GradientMonitor", "GradientWarning",
+    "History", "LRScheduler", "ProgressBar", "ReduceLROnPlateau", "TensorBoard", "Unfreeze", "WandbLogger",
+]  # fmt: skip

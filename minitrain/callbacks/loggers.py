@@ -1,10 +1,11 @@
-"""Reporting callbacks: a progress bar, one line per epoch, a CSV file."""
+"""Reporting callbacks: a progress bar with epoch summaries, one line per epoch, a CSV file."""
 
 from __future__ import annotations
 
 import csv
 import numbers
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,44 +15,86 @@ __all__ = ["CSVLogger", "EpochLogger", "ProgressBar"]
 
 
 class ProgressBar(Callback):
-    """A tqdm progress bar on stderr for each epoch: batches done, running mean loss, rate and ETA.
+    """A tqdm bar per epoch (batches done, running mean loss, rate, ETA), then a one-line summary of the epoch.
+
+    The bar is transient by default: when an epoch ends it gives way to the epoch's summary line, the one
+    :class:`EpochLogger` prints (losses and scores, ``+`` marking a best so far, lr, duration; keys with a ``/``,
+    such as GradientMonitor's ``grad_norm/<layer>``, are left out). What verbose estimators show. It stays quiet
+    when its stream is not a terminal (a log file, a CI job, a captured stream) unless ``disable=False`` forces it.
 
     Parameters
     ----------
     leave : bool, default=False
-        Keep each epoch's finished bar (showing its losses) on screen.
+        Keep each epoch's finished bar on screen (above its summary line).
     mininterval : float, default=0.1
         Minimum seconds between redraws.
-    disable : bool or None, default=False
-        True hides the bar; None hides it when stderr is not a terminal.
+    disable : bool or None, default=None
+        None shows the bar and the summary lines only when ``file`` is a terminal (tqdm's rule); False shows them
+        whatever ``file`` is; True shows nothing.
+    file : {'stderr', 'stdout'} or writable text stream, default='stderr'
+        Where to write; ``sys.stderr`` / ``sys.stdout`` are looked up when training starts. Estimators clone their
+        callbacks, which deep-copies a stream: give them a name, and a stream only to a ``Trainer``.
+    summary : bool, default=True
+        Write the summary line of each epoch.
 
     Examples
     --------
+    >>> import io
     >>> import numpy as np
     >>> from minitrain import data, functional as F, nn, optim, training
     >>> model = nn.Linear(2, 1, backend="numpy")
     >>> crit = lambda out, y, w, n: F.mse_loss(out, y.reshape(-1, 1))
-    >>> trainer = training.Trainer(model, crit, optim.SGD(model, lr=0.1), batch_size=4, callbacks=[ProgressBar()])
+    >>> out = io.StringIO()  # not a terminal: disable=False forces the output
+    >>> bar = ProgressBar(disable=False, file=out)
+    >>> trainer = training.Trainer(model, crit, optim.SGD(model, lr=0.1), batch_size=4, callbacks=[bar])
     >>> _ = trainer.fit(data.ArrayDataset(np.ones((8, 2)), np.ones(8), backend="numpy"), epochs=2)
+    >>> [line for line in out.getvalue().splitlines() if line.startswith("epoch")][-1][:24]
+    'epoch   2  train_loss 0.'
     """
 
-    def __init__(self, leave: bool = False, mininterval: float = 0.1, disable: bool | None = False) -> None:
+    def __init__(
+        self, leave: bool = False, mininterval: float = 0.1, disable: bool | None = None, file: Any = "stderr",
+        summary: bool = True,
+    ) -> None:  # fmt: skip
         self.leave = leave
         self.mininterval = mininterval
         self.disable = disable
+        self.file = file
+        self.summary = summary
+
+    def _stream(self) -> Any:
+        if isinstance(self.file, str):
+            if self.file not in ("stderr", "stdout"):
+                raise ValueError(f"ProgressBar: file must be 'stderr', 'stdout' or a stream, got {self.file!r}")
+            return getattr(sys, self.file)
+        return self.file
+
+    def _shown(self) -> bool:
+        if self.disable is not None:
+            return not self.disable
+        isatty = getattr(self._stream(), "isatty", None)
+        try:
+            return bool(isatty and isatty())
+        except ValueError:  # a closed stream
+            return False
 
     def _close(self) -> None:
         if getattr(self, "bar_", None) is not None:
             self.bar_.close()
         self.bar_ = None
 
+    def on_train_begin(self, trainer: Any) -> None:
+        self.shown_ = self._shown()
+
     def on_epoch_begin(self, trainer: Any) -> None:
         from tqdm import tqdm
 
         self._close()
+        if not getattr(self, "shown_", False):
+            return
         self.bar_ = tqdm(
             total=trainer.n_batches, desc=f"epoch {trainer.epoch}", unit="batch", leave=self.leave,
-            mininterval=self.mininterval, disable=self.disable, dynamic_ncols=True,
+            mininterval=self.mininterval, file=self._stream(), dynamic_ncols=True,
         )  # fmt: skip
         self.loss_sum_, self.seen_ = 0.0, 0
 
@@ -64,14 +107,25 @@ class ProgressBar(Callback):
         self.bar_.update()
 
     def on_epoch_end(self, trainer: Any) -> None:
-        if getattr(self, "bar_", None) is not None:
-            record = trainer.history[-1]
-            keys = ("train_loss", "valid_loss", "valid_score")
-            self.bar_.set_postfix({k: f"{record[k]:.4f}" for k in keys if k in record}, refresh=False)
+        if getattr(self, "bar_", None) is None:
+            return
+        record = trainer.history[-1]
+        keys = ("train_loss", "valid_loss", "valid_score")
+        self.bar_.set_postfix({k: f"{record[k]:.4f}" for k in keys if k in record}, refresh=False)
         self._close()
+        if self.summary:
+            from tqdm import tqdm
+
+            shown = {k: v for k, v in record.items() if "/" not in k}  # not per-layer series (grad_norm/<layer>)
+            tqdm.write(EpochLogger().format_record(shown), file=self._stream())
 
     def on_train_end(self, trainer: Any) -> None:
         self._close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state["bar_"] = None  # a live bar holds its stream
+        return state
 
 
 class EpochLogger(Callback):

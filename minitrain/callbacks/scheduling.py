@@ -15,7 +15,27 @@ def _same_optimizer(scheduler: Any, trainer: Any) -> bool:
     return scheduler is not None and getattr(scheduler, "optimizer", None) is trainer.optimizer
 
 
-class LRScheduler(Callback):
+class _SchedulerState:
+    """A callback's schedule saved without its optimizer (pickles, checkpoints): ``scheduler_`` is rebuilt on the
+    trainer's optimizer at the next ``on_train_begin`` and continues from this state."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())  # type: ignore[misc]
+        scheduler = state.get("scheduler_")
+        if scheduler is not None:
+            state["scheduler_"] = None
+            state["scheduler_state_"] = scheduler.state_dict()
+        return state
+
+    def _continue(self, scheduler: Any) -> Any:
+        """``scheduler`` (just built) continued from the state of the one this callback had, if any."""
+        saved = self.__dict__.pop("scheduler_state_", None)
+        if saved is not None:
+            scheduler.load_state_dict(saved)
+        return scheduler
+
+
+class LRScheduler(_SchedulerState, Callback):
     """Step a learning-rate schedule from :mod:`minitrain.schedules` once per epoch or once per batch.
 
     Parameters
@@ -64,6 +84,7 @@ class LRScheduler(Callback):
 
     def initialize(self) -> LRScheduler:
         self.scheduler_: Any = None
+        self.__dict__.pop("scheduler_state_", None)
         return self
 
     def _build(self, optimizer: Any) -> Any:
@@ -90,8 +111,11 @@ class LRScheduler(Callback):
     def on_train_begin(self, trainer: Any) -> None:
         if self.step_every not in ("epoch", "batch"):
             raise ValueError(f"LRScheduler: step_every must be 'epoch' or 'batch', got {self.step_every!r}")
-        if not _same_optimizer(getattr(self, "scheduler_", None), trainer):
-            self.scheduler_ = self._build(trainer.optimizer)
+        old = getattr(self, "scheduler_", None)
+        if not _same_optimizer(old, trainer):  # a new run, or this one continued on another optimizer object
+            if old is not None:
+                self.scheduler_state_ = old.state_dict()
+            self.scheduler_ = self._continue(self._build(trainer.optimizer))
         self.plateau_ = isinstance(self.scheduler_, schedules.ReduceLROnPlateau)
         if self.plateau_ and self.step_every == "batch":
             raise ValueError("LRScheduler: ReduceLROnPlateau steps once per epoch on a metric; use step_every='epoch'")
@@ -108,7 +132,7 @@ class LRScheduler(Callback):
                 self.scheduler_.step()
 
 
-class ReduceLROnPlateau(Callback):
+class ReduceLROnPlateau(_SchedulerState, Callback):
     """Multiply the lr by ``factor`` once ``monitor`` has not improved for more than ``patience`` epochs.
 
     A callback over :class:`minitrain.schedules.ReduceLROnPlateau` (see it for ``threshold``, ``cooldown``,
@@ -152,15 +176,20 @@ class ReduceLROnPlateau(Callback):
 
     def initialize(self) -> ReduceLROnPlateau:
         self.scheduler_: Any = None
+        self.__dict__.pop("scheduler_state_", None)
         return self
 
     def on_train_begin(self, trainer: Any) -> None:
-        if not _same_optimizer(getattr(self, "scheduler_", None), trainer):
+        old = getattr(self, "scheduler_", None)
+        if not _same_optimizer(old, trainer):  # a new run, or this one continued on another optimizer object
+            if old is not None:
+                self.scheduler_state_ = old.state_dict()
             self.scheduler_ = schedules.ReduceLROnPlateau(
                 trainer.optimizer, mode=_mode("ReduceLROnPlateau", self.monitor, self.mode), factor=self.factor,
                 patience=self.patience, threshold=self.threshold, threshold_mode=self.threshold_mode,
                 cooldown=self.cooldown, min_lr=self.min_lr, eps=self.eps,
             )  # fmt: skip
+            self._continue(self.scheduler_)
 
     def on_epoch_end(self, trainer: Any) -> None:
         self.scheduler_.step(_monitored("ReduceLROnPlateau", trainer, self.monitor))

@@ -6,6 +6,8 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
+
 from .base import Callback, _mode, _monitored
 
 __all__ = ["EarlyStopping"]
@@ -100,6 +102,9 @@ class EarlyStopping(Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
-        if state.get("best_weights_") is not None:
-            state["best_weights_"] = None  # backend arrays (maybe on a GPU) are not pickled
+        weights = state.get("best_weights_")
+        if weights is not None:  # NumPy copies: pickles and checkpoints load without the backend (a GPU)
+            state["best_weights_"] = [
+                a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a for a in weights
+            ]
         return state

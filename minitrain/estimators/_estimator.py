@@ -150,11 +150,17 @@ class NetEstimator(BaseEstimator):
     _portable: tuple[str, ...] = ("module_",)
 
     # ------------------------------------------------------------------ the fit core
-    def _fit(self, X: Any, y: Any, sample_weight: Any = None, *, incremental: bool = False, **kwargs: Any) -> Any:
+    def _fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, incremental: bool = False, resume_from: Any = None,
+        **kwargs: Any,
+    ) -> Any:  # fmt: skip
         be = resolve_backend(self.backend)  # before touching any fitted state: a bad backend loses nothing
         first = not hasattr(self, "module_") or not (self.warm_start or incremental)
         saved = dict(self.__dict__)
         try:
+            if resume_from is not None:
+                self._adopt_checkpoint(resume_from, be)
+                first = False
             data = self._validate_fit(X, y, sample_weight, first=first, incremental=incremental, **kwargs)
             if first:
                 self.__dict__.pop("_optimizer_state", None)
@@ -191,8 +197,29 @@ class NetEstimator(BaseEstimator):
             if isinstance(value, nn.Module):
                 value.to(be)
 
+    def _adopt_checkpoint(self, path: Any, be: Backend) -> None:
+        """Take the fitted state of the estimator in a checkpoint (``minitrain.callbacks.Checkpoint``): the next
+        training run continues that one (``_resuming``: the loop's position). Parameters stay this estimator's."""
+        from ..io import load
+
+        saved = load(path, backend=be)
+        est = saved.get("estimator") if isinstance(saved, dict) else None
+        if type(est) is not type(self) or "trainer" not in saved:
+            held = type(est if est is not None else saved).__name__
+            raise ValueError(f"{path} is not a checkpoint of a {type(self).__name__} (it holds a {held})")
+        params = {*self._get_param_names(), "_kwargs"}
+        self.__dict__.update({k: v for k, v in est.__dict__.items() if k not in params})
+        for mine, theirs in zip(self._param_callbacks(self), self._param_callbacks(est), strict=False):
+            if type(mine) is type(theirs):  # callbacks given as parameters continue from their saved state
+                mine.__dict__.update(theirs.__dict__)
+        self._resuming = saved["trainer"]
+
+    @staticmethod
+    def _param_callbacks(est: Any) -> list[Any]:
+        return [cb[1] if isinstance(cb, tuple) else cb for cb in (getattr(est, "callbacks", None) or ())]
+
     def _prepare_optimizer(self, incremental: bool) -> None:
-        keep = self._continues_optimizer(incremental)
+        keep = self._continues_optimizer(incremental) or "_resuming" in self.__dict__
         state = self.__dict__.pop("_optimizer_state", None)
         if self.optimizer_ is None or not keep:
             self.optimizer_ = self._make_optimizer()
@@ -213,6 +240,10 @@ class NetEstimator(BaseEstimator):
         """Run ``epochs`` more epochs; returns how many completed. An epoch that failed or was interrupted leaves
         no record in ``history_``."""
         trainer.epoch = start = len(self.history_)
+        resuming = self.__dict__.pop("_resuming", None)
+        if resuming is not None:  # a checkpoint's run: the epochs it had left
+            trainer.restore_loop_state(resuming)
+            epochs = max(epochs - int(resuming["fit_epochs"]), 0)
         try:
             trainer.fit(train, valid, epochs=epochs)
         finally:

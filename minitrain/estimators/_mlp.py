@@ -148,7 +148,10 @@ class BaseMLP(NetEstimator):
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None) -> BaseMLP:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None,
+        resume_from: Any = None,
+    ) -> BaseMLP:  # fmt: skip
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -161,12 +164,16 @@ class BaseMLP(NetEstimator):
             Validation data used instead of a ``validation_fraction`` split: scores and losses on it are
             recorded every epoch (``validation_scores_``, ``validation_loss_curve_``) and drive early
             stopping when ``early_stopping=True``.
+        resume_from : str or path-like, optional
+            A checkpoint that :class:`minitrain.callbacks.Checkpoint` wrote while this estimator's fit ran: that
+            fit continues from there (its weights, optimizer, random streams, history and counters), on the same
+            data, as if it had never stopped.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, sample_weight, incremental=False, X_val=X_val, y_val=y_val)
+        return self._fit(X, y, sample_weight, incremental=False, X_val=X_val, y_val=y_val, resume_from=resume_from)
 
     def _check_solver(self) -> bool:
         if self.solver not in _STOCHASTIC:
@@ -202,7 +209,8 @@ class BaseMLP(NetEstimator):
             y_val_labels = np.asarray(y_val) if is_classifier(self) else y_val_fit
             val = (X_val, y_val_fit.reshape(len(y_val_fit), -1), y_val_labels)
         self.__dict__.pop("_y_labels", None)  # the labels the classifier kept for its class weights
-        self._random_state = check_random_state(self.random_state)  # per call, as in scikit-learn
+        if "_resuming" not in self.__dict__:  # a resumed fit continues the checkpoint's stream
+            self._random_state = check_random_state(self.random_state)  # per call, as in scikit-learn
         return {"X": X, "y": y, "sample_weight": sample_weight, "val": val, "sizes": sizes}
 
     def _check_continuation(self, data: dict[str, Any]) -> None:
@@ -250,6 +258,7 @@ class BaseMLP(NetEstimator):
                 self.best_validation_score_ = None
 
     def _fit_stochastic(self, data: dict[str, Any], incremental: bool) -> None:
+        resuming = "_resuming" in self.__dict__
         X, y, sample_weight = data["X"], data["y"], data["sample_weight"]
         validating = self.early_stopping or data["val"] is not None
         sw_val = None
@@ -258,10 +267,15 @@ class BaseMLP(NetEstimator):
             X_train, y_train, sw_train = X, y, sample_weight
         elif self.early_stopping:
             stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+            rs = self._random_state
+            if resuming:  # the split the checkpointed fit drew
+                rs = np.random.RandomState()
+                rs.set_state(self._split_state)
+            else:
+                self._split_state = rs.get_state(legacy=False)
             X_train, X_val, y_train, y_val_fit, sw_train, sw_val = train_valid_split(
-                X, y, sample_weight, valid_size=self.validation_fraction, random_state=self._random_state,
-                stratify=stratify,
-            )  # fmt: skip
+                X, y, sample_weight, valid_size=self.validation_fraction, random_state=rs, stratify=stratify
+            )
             y_val = self._label_binarizer.inverse_transform(y_val_fit) if is_classifier(self) else y_val_fit
         else:
             X_train, y_train, sw_train = X, y, sample_weight
@@ -277,8 +291,9 @@ class BaseMLP(NetEstimator):
                 )
             batch_size = int(np.clip(self.batch_size, 1, n))
         module = self.module_
-        self.n_iter_ = 0  # per call, as in scikit-learn (t_ keeps counting)
-        rules = SklearnRules(self, n, validating, incremental)
+        if not resuming:
+            self.n_iter_ = 0  # per call, as in scikit-learn (t_ keeps counting)
+        rules = SklearnRules(self, n, validating, incremental, resuming)
         out_act = self.out_activation_
 
         def criterion(out, yb, wb, wsum):
@@ -295,7 +310,7 @@ class BaseMLP(NetEstimator):
             score_fn=score if validating else None, penalty=self._penalty_fn(), estimator=self,
             forward_backward=MLPStep.for_module(module, out_act),
         )  # fmt: skip
-        if not incremental:  # each fit starts the callbacks afresh; partial_fit continues them
+        if not incremental and not resuming:  # each fit starts the callbacks afresh; partial_fit continues them
             for cb in self._user_callbacks():
                 cb.initialize()
         epochs = 1 if incremental else self.max_iter

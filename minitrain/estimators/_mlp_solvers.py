@@ -56,8 +56,12 @@ class SklearnRules(Callback):
     """scikit-learn's end-of-epoch logic: loss_curve_, n_iter_no_change / tol, best weights, 'invscaling'
     and 'adaptive' learning rates, verbose lines and the ConvergenceWarning."""
 
-    def __init__(self, est: Any = None, n_train: int = 0, validating: bool = False, incremental: bool = False) -> None:
+    def __init__(
+        self, est: Any = None, n_train: int = 0, validating: bool = False, incremental: bool = False,
+        resumed: bool = False,
+    ) -> None:  # fmt: skip
         self.est = est
+        self.resumed = resumed
         self.n_train = n_train
         self.validating = validating
         self.incremental = incremental
@@ -121,8 +125,9 @@ class SklearnRules(Callback):
                     est._best_weights = trainer.get_weights()
 
     def on_train_begin(self, trainer: Any) -> None:
-        # like scikit-learn, the starting weights are the fallback "best" ones
-        self.est._best_weights = trainer.get_weights() if self._restores() else None
+        # like scikit-learn, the starting weights are the fallback "best" ones (a resumed fit keeps its own)
+        if not self.resumed:
+            self.est._best_weights = trainer.get_weights() if self._restores() else None
 
     def _restores(self) -> bool:
         restore = self.est.restore_best_weights

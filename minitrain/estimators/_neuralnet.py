@@ -15,6 +15,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from .. import losses, nn, random
 from ..backend import Backend
+from ..callbacks.finetuning import select_parameters
 from ..data import fingerprint, train_valid_split
 from ..training import Trainer
 from . import _neuralnet_build as build
@@ -39,6 +40,7 @@ class BaseNeuralNet(NetEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
+        "frozen": [None, str, list, tuple],
     }
     _default_criterion: type = losses.MSELoss
     _portable = ("module_", "criterion_")
@@ -46,7 +48,7 @@ class BaseNeuralNet(NetEstimator):
     def __init__(
         self, module=None, criterion=None, optimizer="adam", lr=0.01, max_epochs=10, batch_size=128, train_split=0.2,
         callbacks=None, shuffle=True, backend="auto", dtype="float32", random_state=None, verbose=False,
-        warm_start=False, **kwargs,
+        warm_start=False, frozen=None, **kwargs,
     ) -> None:  # fmt: skip
         self.module = module
         self.criterion = criterion
@@ -62,6 +64,7 @@ class BaseNeuralNet(NetEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.frozen = frozen
         self._kwargs = kwargs  # routed parameters, checked in fit (scikit-learn validates nothing in __init__)
 
     # ------------------------------------------------------------------ parameters
@@ -110,7 +113,10 @@ class BaseNeuralNet(NetEstimator):
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None) -> BaseNeuralNet:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None,
+        resume_from: Any = None,
+    ) -> BaseNeuralNet:  # fmt: skip
         """Train for ``max_epochs`` epochs (anew unless ``warm_start``).
 
         Parameters
@@ -122,6 +128,10 @@ class BaseNeuralNet(NetEstimator):
             scikit-learn's MLP accepts them: a sample with a negative weight pushes the loss up.
         X_val, y_val : array-like, optional
             Validation data used instead of a ``train_split`` split (every sample of ``X`` is trained on).
+        resume_from : str or path-like, optional
+            A checkpoint that :class:`minitrain.callbacks.Checkpoint` wrote while this estimator's fit ran: that
+            fit continues from there (weights, optimizer, callbacks, random streams, history), on the same data,
+            up to ``max_epochs`` epochs in all, as if it had never stopped.
 
         Returns
         -------
@@ -132,7 +142,7 @@ class BaseNeuralNet(NetEstimator):
         NonFiniteLossError
             If the training loss becomes NaN or infinite; the network keeps the weights of the last finite epoch.
         """
-        return self._fit(X, y, sample_weight, incremental=False, X_val=X_val, y_val=y_val)
+        return self._fit(X, y, sample_weight, incremental=False, X_val=X_val, y_val=y_val, resume_from=resume_from)
 
     # ------------------------------------------------------------------ the estimator core's hooks
     def _validate_fit(
@@ -174,6 +184,8 @@ class BaseNeuralNet(NetEstimator):
                 f"{type(self).__name__} needs {self.n_outputs_} output(s) here; build it from the n_features / "
                 "n_outputs it is given (see the `module` parameter)"
             )
+        for p in () if self.frozen is None else select_parameters(self.module_, self.frozen, "frozen"):
+            p.requires_grad = False
         self.callbacks_ = build.build_callbacks(self)
         self.n_epochs_ = self.n_iter_ = 0
 

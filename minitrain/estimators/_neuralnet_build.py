@@ -4,9 +4,11 @@ sample-weighted loss."""
 from __future__ import annotations
 
 import copy
+import fnmatch
 import inspect
 import numbers
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +18,7 @@ from sklearn.base import clone
 from .. import losses, nn, optim
 from ..autograd import Tensor
 from ..backend import Backend, use_backend
-from ..callbacks import Callback, EpochLogger
+from ..callbacks import Callback, EpochLogger, ProgressBar
 
 #: Keyword arguments with these prefixes are routed to the module, optimizer, criterion or callbacks.
 PREFIXES = ("module__", "optimizer__", "criterion__", "callbacks__")
@@ -49,7 +51,14 @@ PARAMS_DOC = """
         Losses are computed per sample (``reduction='none'``) and averaged with the sample weights.
     optimizer : optimizer class or name, default='adam'
         'sgd', 'adam', 'adamw', 'rmsprop', 'adagrad' or a class of :mod:`minitrain.optim`; built in ``fit`` as
-        ``optimizer(module, lr=lr, **optimizer__kwargs)`` (``optimizer__weight_decay=1e-4``, ...).
+        ``optimizer(module, lr=lr, **optimizer__kwargs)`` (``optimizer__weight_decay=1e-4``, ...), over every
+        parameter, frozen ones included (left alone until they unfreeze). ``optimizer__param_groups=[(pattern,
+        options), ...]`` gives parameters settings of their own, skorch-style: e.g. ``[('0.*', {'lr': 1e-4})]``.
+        Patterns are matched with ``fnmatch`` against the names of ``module_.named_parameters()`` (``*`` also
+        matches dots); a parameter joins the group of the first pattern it matches, and those no pattern matches
+        form the first group (whose lr ``history_`` records). Every group takes ``lr`` and the ``optimizer__*``
+        settings for what its options leave unset. A pattern matching nothing, or an option the optimizer does
+        not have, is an error.
     lr : float, default=0.01
         Learning rate (``optimizer__lr`` overrides it).
     max_epochs : int, default=10
@@ -74,9 +83,18 @@ PARAMS_DOC = """
     random_state : int, RandomState or None, default=None
         Seeds the weights, the split and the shuffling (and the backend's generator, e.g. for dropout).
     verbose : bool, default=False
-        Print one line per epoch (adds an EpochLogger).
+        Show progress: on a terminal a bar per epoch with the running loss, then the epoch's summary line on
+        stderr (adds a ProgressBar); elsewhere (logs, notebooks) one line per epoch on stdout (an EpochLogger).
     warm_start : bool, default=False
         ``fit`` continues from the fitted network, optimizer, history and callbacks instead of starting anew.
+    frozen : str, list of str or None, default=None
+        Sub-modules to freeze (``requires_grad`` False) each time ``fit`` builds the network anew, e.g.
+        ``frozen=('0', '1.conv')``: a name selects the sub-module of that dotted name in
+        ``module_.named_modules()`` with everything under it, or one parameter of ``module_.named_parameters()``
+        ('0' selects '0.weight' and '0.conv.bias', not '01.weight'; '' the whole network). Frozen parameters keep
+        their values bit for bit; other parameters keep the ``requires_grad`` they came with (a module instance may
+        come partly frozen). A name that selects nothing is an error listing the sub-modules. Unfreeze them later
+        with the :class:`~minitrain.callbacks.Unfreeze` callback.
     **kwargs
         Routed parameters: ``module__*``, ``optimizer__*``, ``criterion__*``, ``callbacks__*``. They are real
         parameters (``get_params`` / ``set_params`` / ``clone`` / ``GridSearchCV``); any other name is an error
@@ -147,7 +165,8 @@ def named_callbacks(callbacks: Any, kwargs: dict[str, Any], strict: bool = False
 
 
 def build_callbacks(est: Any) -> list[tuple[str, Callback]]:
-    """Fresh clones of the estimator's callbacks with their routed parameters set, plus an EpochLogger if verbose."""
+    """Fresh clones of the estimator's callbacks with their routed parameters set, plus, if verbose, a ProgressBar
+    when stderr is a terminal, else an EpochLogger (a line per epoch on stdout: logs and notebooks)."""
     out = []
     params = {k: v for k, v in routed(est._kwargs, "callbacks").items() if "__" in k}
     for name, cb in named_callbacks(est.callbacks, est._kwargs, strict=True):
@@ -163,8 +182,9 @@ def build_callbacks(est: Any) -> list[tuple[str, Callback]]:
     if params:
         unknown = sorted(f"callbacks__{k}" for k in params)
         raise ValueError(f"{unknown} name no callback; the callbacks are {[n for n, _ in out] or 'none'}")
-    if est.verbose and not any(isinstance(cb, EpochLogger) for _, cb in out):
-        out.append(("epoch_logger", EpochLogger()))
+    if est.verbose and not any(isinstance(cb, (EpochLogger, ProgressBar)) for _, cb in out):
+        tty = getattr(sys.stderr, "isatty", lambda: False)()
+        out.append(("progress_bar", ProgressBar()) if tty else ("epoch_logger", EpochLogger()))
     return out
 
 
@@ -259,11 +279,67 @@ def build_criterion(spec: Any, kwargs: dict[str, Any], be: Backend) -> Any:
 
 
 def build_optimizer(spec: Any, lr: float, kwargs: dict[str, Any], module: Any) -> Any:
-    """The optimizer over ``module``'s parameters; ``optimizer__lr`` overrides ``lr``."""
+    """The optimizer over ``module``'s parameters (frozen ones included: optimizers leave them alone until they
+    unfreeze); ``optimizer__lr`` overrides ``lr``; ``optimizer__param_groups`` splits them (see ``param_groups``)."""
     spec = lookup("optimizer", spec, OPTIMIZERS)
     if not callable(spec) or isinstance(spec, optim.Optimizer):
         raise TypeError(f"optimizer must be an optimizer class or name (not an instance), got {spec!r}")
-    return _call("optimizer", spec, (module,), {"lr": lr, **kwargs}, module.backend)
+    kwargs = dict(kwargs)
+    rules = kwargs.pop("param_groups", None)
+    groups = None if rules is None else param_groups(rules, module)
+    opt = _call("optimizer", spec, (module if groups is None else groups,), {"lr": lr, **kwargs}, module.backend)
+    defaults = getattr(opt, "defaults", None)
+    for pattern, options in rules if rules is not None and isinstance(defaults, dict) else ():
+        unknown = sorted(set(options) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"optimizer__param_groups: the options {unknown} of pattern {pattern!r} are no hyperparameters of "
+                f"{type(opt).__name__}; its hyperparameters are {sorted(defaults)}"
+            )
+    return opt
+
+
+def param_groups(rules: Any, module: Any) -> list[dict[str, Any]]:
+    """PyTorch parameter groups from skorch-style rules ``[(pattern, {option: value}), ...]``.
+
+    Each pattern is matched with ``fnmatch`` (case-sensitive; ``*`` also matches dots) against the names of
+    ``module.named_parameters()``; a parameter joins the group of the first pattern it matches. The parameters no
+    pattern matches form the first group, with the optimizer's own settings (the estimator's ``lr`` and the other
+    ``optimizer__*``), then come the rules' groups in their order, each with its options over those settings.
+
+    Raises
+    ------
+    TypeError
+        If ``rules`` is not a list of (pattern, dict) pairs.
+    ValueError
+        If a pattern matches no parameter (or only ones an earlier pattern took); the message lists the names.
+    """
+    pairs = list(rules) if isinstance(rules, (list, tuple)) else None
+    if pairs is None or not all(
+        isinstance(r, (list, tuple)) and len(r) == 2 and isinstance(r[0], str) and isinstance(r[1], dict) for r in pairs
+    ):
+        raise TypeError(
+            f"optimizer__param_groups must be a list of (pattern, options) pairs such as [('0.*', {{'lr': 1e-4}})], "
+            f"got {rules!r}"
+        )
+    named = list(module.named_parameters())
+    taken: set[int] = set()
+    groups = []
+    for pattern, options in pairs:
+        if "params" in options:
+            raise ValueError(f"optimizer__param_groups: the pattern {pattern!r} picks the params; drop 'params'")
+        hits = [p for name, p in named if fnmatch.fnmatchcase(name, pattern) and id(p) not in taken]
+        if not hits:
+            earlier = any(fnmatch.fnmatchcase(name, pattern) for name, _ in named)
+            why = "only parameters an earlier pattern took" if earlier else "no parameter"
+            raise ValueError(
+                f"optimizer__param_groups: the pattern {pattern!r} matches {why}; the parameters are "
+                f"{[name for name, _ in named]}"
+            )
+        taken.update(id(p) for p in hits)
+        groups.append({**options, "params": hits})
+    rest = [p for _, p in named if id(p) not in taken]
+    return ([{"params": rest}] if rest else []) + groups
 
 
 class WeightedLoss:

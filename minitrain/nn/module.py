@@ -323,6 +323,48 @@ class Module:
         return self
 
     # ---------------------------------------------------------------- repr
+    def summary(self, max_depth: int | None = None) -> str:
+        """A table of this module's tree: one row per submodule, at every level (indented by depth), with its type,
+        its number of parameter values and how many of them train; then the totals (all, trainable, frozen), the
+        parameters' dtypes and the backend. ``print`` it.
+
+        A row counts its whole subtree (a container's row includes its children's), each shared parameter once;
+        the totals count this module's parameters once each. ``max_depth`` shows submodules down to that depth
+        only (1: the direct children); the totals always cover everything.
+
+        Examples
+        --------
+        >>> from minitrain import nn
+        >>> net = nn.Sequential(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), nn.Linear(3, 2)).to("numpy")
+        >>> _ = net[0].freeze()
+        >>> print(net.summary())
+        Sequential on numpy
+        name   type        parameters  trainable
+        0      Sequential          15          0
+          0.0  Linear              15          0
+          0.1  ReLU                 0          0
+        1      Linear               8          8
+        total: 23 parameters, 8 trainable, 15 frozen (float32)
+        """
+        rows = [("name", "type", "parameters", "trainable")]
+        for name, mod in self.named_modules():
+            depth = name.count(".") + 1
+            if not name or (max_depth is not None and depth > max_depth):
+                continue
+            params = mod.parameters()
+            trainable = sum(p.size for p in params if p.requires_grad)
+            rows.append(("  " * (depth - 1) + name, type(mod).__name__, f"{mod.num_parameters():,}", f"{trainable:,}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = [f"{type(self).__name__} on {self._backend.spec}"]
+        for row in rows if len(rows) > 1 else ():
+            cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]), row[3].rjust(widths[3])]
+            lines.append("  ".join(cells).rstrip())
+        params = self.parameters()
+        total, trainable = self.num_parameters(), sum(p.size for p in params if p.requires_grad)
+        dtypes = ", ".join(sorted({str(np.dtype(p.dtype)) for p in params})) or "no parameters"
+        lines.append(f"total: {total:,} parameters, {trainable:,} trainable, {total - trainable:,} frozen ({dtypes})")
+        return "\n".join(lines)
+
     def extra_repr(self) -> str:
         """One line of this module's settings, shown by ``repr``."""
         return ""
