@@ -1,6 +1,22 @@
 """minitrain: train neural networks on interchangeable array backends (NumPy, Numba)."""
 
-from . import callbacks, data, functional, init, io, losses, nn, optim, random, schedules, testing, training
+from . import (
+    augment,
+    callbacks,
+    data,
+    functional,
+    init,
+    io,
+    losses,
+    models,
+    nn,
+    optim,
+    preprocessing,
+    random,
+    schedules,
+    testing,
+    training,
+)
 from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .backend import get_backend, list_backends, register_backend, set_backend, use_backend
 from .estimators import MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor
@@ -18,6 +34,7 @@ __all__ = [
     "data",
     "training",
     "Tensor",
+    "augment",
     "__version__",
     "enable_grad",
     "functional",
@@ -29,9 +46,11 @@ __all__ = [
     "load",
     "losses",
     "manual_seed",
+    "models",
     "nn",
     "no_grad",
     "optim",
+    "preprocessing",
     "random",
     "save",
     "register_backend",

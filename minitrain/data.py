@@ -18,7 +18,8 @@ class ArrayDataset:
 
     Dense ``X`` is copied to the backend once; sparse ``X`` stays on the host and each batch is
     densified on its way to the backend. Batches gathered in a shuffled order reuse one buffer per
-    batch length, so an epoch allocates nothing per batch on the host backends.
+    batch length, so an epoch allocates nothing per batch on the host backends. Samples may have any
+    shape (tabular rows, sequences ``(T, F)``, images ``(C, H, W)``): batches keep it.
 
     Parameters
     ----------
@@ -28,6 +29,8 @@ class ArrayDataset:
     backend : str or Backend, optional
     dtype : dtype, default float32
         Floating dtype of ``X`` and ``sample_weight`` (and of ``y`` when it is floating).
+    x_dtype : dtype, optional
+        Dtype of ``X`` when it is not ``dtype``: an integer dtype keeps token ids (for an ``Embedding``) integers.
 
     Examples
     --------
@@ -35,21 +38,27 @@ class ArrayDataset:
     >>> ds = ArrayDataset(np.arange(10.0).reshape(5, 2), np.arange(5), backend="numpy")
     >>> [(xb.shape, yb.tolist()) for xb, yb, _, _ in ds.batches(2)]
     [((2, 2), [0, 1]), ((2, 2), [2, 3]), ((1, 2), [4])]
+    >>> tokens = ArrayDataset(np.arange(12).reshape(4, 3), backend="numpy", x_dtype="int64")
+    >>> tokens.take(np.array([2, 0]))[0].tolist()
+    [[6, 7, 8], [0, 1, 2]]
     """
 
     def __init__(
-        self, X: Any, y: Any = None, sample_weight: Any = None, backend: Any = None, dtype: Any = "float32"
-    ) -> None:
+        self, X: Any, y: Any = None, sample_weight: Any = None, backend: Any = None, dtype: Any = "float32",
+        x_dtype: Any = None,
+    ) -> None:  # fmt: skip
         self.backend = be = get_backend(backend)
         self.dtype = np.dtype(dtype)
         self.sparse = sp.issparse(X)
-        self.X = X.astype(self.dtype).tocsr() if self.sparse else be.asarray(np.asarray(X, dtype=self.dtype))
+        xdt = self.dtype if x_dtype is None else np.dtype(x_dtype)
+        self.X = X.astype(xdt).tocsr() if self.sparse else be.asarray(np.asarray(X, dtype=xdt))
         self.n_samples = X.shape[0]
         self.y = None
         if y is not None:
             y = np.asarray(y)
             self.y = be.asarray(y.astype(self.dtype) if y.dtype.kind in "fb" else y)
-        self.sample_weight = None if sample_weight is None else be.asarray(np.asarray(sample_weight, self.dtype))
+        self._host_weight = None if sample_weight is None else np.asarray(sample_weight, self.dtype)
+        self.sample_weight = None if sample_weight is None else be.asarray(self._host_weight)
         self._buffers: dict[tuple[str, int], Any] = {}
 
     def __len__(self) -> int:
@@ -89,11 +98,14 @@ class ArrayDataset:
         return xb, yb, wb
 
     def weight_sum(self, rows: slice | Any) -> float:
-        """The summed sample weight of the samples ``rows`` (their number when there are no weights)."""
+        """The summed sample weight of the samples ``rows`` (their number when there are no weights): from a host
+        copy of the weights for a slice or host indices, so a device backend reads nothing back."""
         if self.sample_weight is None:
             if isinstance(rows, slice):
                 return float(len(range(*rows.indices(self.n_samples))))
             return float(rows.shape[0])
+        if isinstance(rows, slice) or type(rows) is np.ndarray:
+            return float(self._host_weight[rows].sum(dtype=self.dtype))
         return float(self.sample_weight[rows].sum())
 
     def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[tuple[Any, Any, Any, float]]:
@@ -110,7 +122,8 @@ class ArrayDataset:
             stop = min(start + batch_size, n)
             rows = slice(start, stop) if dev_order is None else dev_order[start:stop]
             xb, yb, wb = self.take(rows)
-            yield xb, yb, wb, float(stop - start) if wb is None else float(wb.sum())
+            host_rows = slice(start, stop) if order is None else np.asarray(order[start:stop], dtype=np.intp)
+            yield xb, yb, wb, float(stop - start) if wb is None else self.weight_sum(host_rows)
 
 
 def fingerprint(X: Any, y: Any = None) -> str:

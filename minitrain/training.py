@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from .augment import Compose
 from .autograd import Tensor, no_grad
 from .callbacks import Callback, History
 from .data import ArrayDataset
+from .random import spawn_seed
 
 Criterion = Callable[[Tensor, Any, Any, float], Tensor]
 
@@ -62,6 +64,13 @@ class Trainer:
         samples ``rows`` of ``dataset`` (a slice of samples in place, or an index array on the dataset's backend)
         and sets the gradient of every parameter the optimizer updates; ``dataset.take(rows)`` gathers them if it
         needs them gathered. ``criterion`` still computes validation losses.
+    augment : callable ``(x_batch, y_batch, generator) -> (x_batch, y_batch)`` or list of them, optional
+        Augmentation of the training batches (see :mod:`minitrain.augment`; a list becomes a ``Compose``), applied
+        by the autograd step after gathering each batch and before the forward pass; never to validation batches.
+        A ``forward_backward`` step gathers its own batches and applies none.
+    augment_generator : generator of the module's backend, optional
+        What ``augment`` draws from (``Backend.generator``); by default a new one seeded from the current stream
+        (see :mod:`minitrain.random`).
 
     Examples
     --------
@@ -91,6 +100,8 @@ class Trainer:
         penalty: Callable[[float], float] | None = None,
         estimator: Any = None,
         forward_backward: Callable[[ArrayDataset, Any, float], float] | None = None,
+        augment: Callable[[Any, Any, Any], tuple[Any, Any]] | Sequence[Any] | None = None,
+        augment_generator: Any = None,
     ) -> None:
         self.module = module
         self.criterion = criterion
@@ -105,6 +116,10 @@ class Trainer:
         self.penalty = penalty
         self.estimator = estimator
         self.forward_backward = forward_backward
+        self.augment = Compose(list(augment)) if isinstance(augment, (list, tuple)) else augment
+        if augment is not None and augment_generator is None:
+            augment_generator = module.backend.generator(spawn_seed())
+        self.augment_generator = augment_generator
         self.stop_training = False
         self.epoch = 0
         self.n_batches = 0
@@ -212,8 +227,9 @@ class Trainer:
         one (the same model architecture, optimizer and callbacks, e.g. the script that was stopped, run again).
 
         Restores, in place: the model's parameters, buffers and random generators, the optimizer's state, the
-        history, ``random_state``, each callback's state and the loop's position. Call ``fit`` with the epochs
-        that are left (``loop_state()["fit_epochs"]`` of them ran) and training goes on as if never stopped.
+        history, ``random_state`` (and ``augment_generator``), each callback's state and the loop's position. Call
+        ``fit`` with the epochs that are left (``loop_state()["fit_epochs"]`` of them ran) and training goes on as if
+        never stopped.
 
         Returns
         -------
@@ -238,17 +254,20 @@ class Trainer:
         for cb, old in zip(callbacks, saved["callbacks"], strict=False):
             if type(cb) is type(old):
                 cb.__dict__.update(old.__dict__)
+        if saved.get("augment_generator") is not None and self.augment_generator is not None:
+            self.augment_generator.bit_generator.state = saved["augment_generator"].bit_generator.state
         return self.restore_loop_state(saved["trainer"])
 
     def checkpoint_state(self) -> dict[str, Any]:
         """What a checkpoint saves: the fitted estimator being trained (if any) or the model, optimizer, history,
-        ``random_state`` and callbacks, and ``loop_state()``."""
+        ``random_state``, callbacks and ``augment_generator``, and ``loop_state()``."""
         if self.estimator is not None:
             return {"estimator": self.estimator, "trainer": self.loop_state()}
         callbacks = [cb for cb in self.callbacks if not isinstance(cb, History)]
         return {
             "module": self.module, "optimizer": self.optimizer, "history": self.history,
             "random_state": self.random_state, "callbacks": callbacks, "trainer": self.loop_state(),
+            "augment_generator": self.augment_generator,
         }  # fmt: skip
 
     def _drop_unfinished_epoch(self) -> None:
@@ -300,7 +319,8 @@ class Trainer:
         for i, start in enumerate(range(0, n_samples, self.batch_size)):
             stop = min(start + self.batch_size, n_samples)
             rows = slice(start, stop) if all_rows is None else all_rows[start:stop]
-            loss = self._train_step(step, train, rows)
+            weight_sum = train.weight_sum(slice(start, stop) if order is None else order[start:stop])  # on the host
+            loss = self._train_step(step, train, rows, weight_sum)
             if not math.isfinite(loss):
                 raise self._diverged(f"the training loss became {loss}", last_finite, i + 1)
             total += loss * (stop - start)
@@ -323,14 +343,17 @@ class Trainer:
     def _autograd_step(self, data: ArrayDataset, rows: Any, weight_sum: float) -> float:
         """Loss of the batch ``rows`` of ``data``, every parameter's gradient set through the autograd graph."""
         xb, yb, wb = data.take(rows)
+        if self.augment is not None:
+            xb, yb = self.augment(xb, yb, self.augment_generator)
         self.optimizer.zero_grad()
         out = self.module(Tensor._make(xb, self.module.backend))
         loss = self.criterion(out, yb, wb, weight_sum)
         loss.backward()
         return float(loss.data)
 
-    def _train_step(self, step: Callable[[ArrayDataset, Any, float], float], data: ArrayDataset, rows: Any) -> float:
-        weight_sum = data.weight_sum(rows)
+    def _train_step(
+        self, step: Callable[[ArrayDataset, Any, float], float], data: ArrayDataset, rows: Any, weight_sum: float
+    ) -> float:
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller, not warned
             value = step(data, rows, weight_sum)
             if self.penalty is not None:

@@ -20,6 +20,7 @@ from sklearn.utils import assert_all_finite
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from .. import nn
+from ..augment import RandomSource, as_transform
 from ..autograd import Tensor, no_grad
 from ..backend import Backend, get_backend, list_backends
 from ..callbacks import History
@@ -103,6 +104,78 @@ def validate_x(est: Any, X: Any) -> Any:
     return X
 
 
+def sample_input(est: Any, X: Any, reset: bool) -> tuple[Any, tuple[int, ...] | None]:
+    """The NeuralNets' X before scikit-learn's ``validate_data``, which takes 2-D X only: dense X of more dimensions
+    (images ``(n, C, H, W)``, sequences ``(n, T, F)``) as the 2-D view ``(n, prod(shape))`` with the shape of one
+    sample, which :func:`sample_output` gives back (None for 2-D X). Without ``reset``, the shape of the samples must
+    be the fitted ``input_shape_`` (a ValueError naming it otherwise), and a network taking token ids integer X."""
+    if isinstance(X, (list, tuple)):
+        try:
+            arr = np.asarray(X)
+        except ValueError:  # ragged: scikit-learn says what is wrong
+            arr = None
+        X = arr if arr is not None and arr.ndim > 2 else X
+    shape = None
+    if not sp.issparse(X) and getattr(X, "ndim", 2) > 2 and hasattr(X, "reshape"):
+        shape = tuple(int(d) for d in X.shape[1:])
+        X = X.reshape(X.shape[0], int(np.prod(shape)))
+    if reset:
+        return X, shape
+    name, expected = type(est).__name__, getattr(est, "input_shape_", None)
+    if expected is not None and (len(expected) > 1 or shape is not None) and shape != tuple(expected):
+        got = shape if shape is not None else tuple(getattr(X, "shape", (0, "?"))[1:])
+        want = ", ".join(map(str, expected))
+        raise ValueError(
+            f"X has samples of shape {got}, but {name} was fitted on samples of shape {tuple(expected)}: pass X of "
+            f"shape (n_samples, {want})"
+        )
+    if est.__dict__.get("_tokens") and not (isinstance(X, np.ndarray) and X.dtype.kind in "iu"):
+        raise ValueError(
+            f"{name}'s network takes token ids (it has an Embedding): pass X as an integer array, got "
+            f"{getattr(X, 'dtype', type(X).__name__)}"
+        )
+    return X, shape
+
+
+def sample_dtype(X: Any) -> Any:
+    """The dtype NeuralNets validate ``X`` with: integer arrays stay integer (token ids, or features the network
+    casts), anything else becomes float32 / float64."""
+    return None if isinstance(X, np.ndarray) and X.dtype.kind in "iu" else (np.float64, np.float32)
+
+
+def sample_output(est: Any, X: Any, shape: tuple[int, ...] | None, reset: bool) -> Any:
+    """The NeuralNets' X after ``validate_data``: checked finite, its samples' shape recorded as ``input_shape_``
+    (``reset``) and given back."""
+    if X.dtype.kind == "f":
+        check_finite(est, X)
+    if reset:
+        est.input_shape_ = shape if shape is not None else (int(X.shape[1]),)
+    return X if shape is None else X.reshape(X.shape[0], *shape)
+
+
+def validate_samples(est: Any, X: Any, y: Any, reset: bool, **kwargs: Any) -> tuple[Any, Any]:
+    """The NeuralNets' ``validate_data``: as :func:`validate_xy`, for X of any number of dimensions (see
+    :func:`sample_input`) and integer X kept integer. ``n_features_in_`` is the number of values of one sample
+    (``prod(input_shape_)``), as for the same data flattened; ``input_shape_`` the shape of one sample."""
+    X, shape = sample_input(est, X, reset)
+    if kwargs.get("y_numeric"):
+        check_numeric_targets(est, y)
+    X, y = validate_data(
+        est, X, y, accept_sparse=["csr", "csc"], multi_output=True, dtype=sample_dtype(X), reset=reset,
+        ensure_all_finite=False, **kwargs,
+    )  # fmt: skip
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    return sample_output(est, X, shape, reset), y
+
+
+def validate_samples_x(est: Any, X: Any) -> Any:
+    """Prediction input of the NeuralNets: as :func:`validate_x`, with samples shaped as fitted."""
+    X, shape = sample_input(est, X, reset=False)
+    X = validate_data(est, X, accept_sparse=["csr", "csc"], reset=False, dtype=sample_dtype(X), ensure_all_finite=False)
+    return sample_output(est, X, shape, reset=False)
+
+
 def check_finite(est: Any, X: Any) -> None:
     """scikit-learn's check that float ``X`` holds no NaN or infinity, with its error messages.
 
@@ -147,7 +220,7 @@ class NetEstimator(BaseEstimator):
     holding modules that pickles keep on NumPy.
     """
 
-    _portable: tuple[str, ...] = ("module_",)
+    _portable: tuple[str, ...] = ("module_", "_augment_source")
 
     # ------------------------------------------------------------------ the fit core
     def _fit(
@@ -164,6 +237,7 @@ class NetEstimator(BaseEstimator):
             data = self._validate_fit(X, y, sample_weight, first=first, incremental=incremental, **kwargs)
             if first:
                 self.__dict__.pop("_optimizer_state", None)
+                self.__dict__.pop("_augment_source", None)
                 self.optimizer_, self.history_ = None, History()
                 self._initialize(data, be)
             else:
@@ -232,9 +306,36 @@ class NetEstimator(BaseEstimator):
         params = self.module_.parameters()
         return np.dtype(params[0].dtype) if params else self._input_dtype
 
+    @property
+    def _x_dtype(self) -> np.dtype:
+        """The dtype of the network's input: int64 for token ids (``_tokens``), else its floating dtype."""
+        return np.dtype(np.int64) if self.__dict__.get("_tokens") else self._dtype
+
     def _dataset(self, X: Any, y: Any, sample_weight: Any) -> ArrayDataset:
         """``X``, ``y`` and the weights on the network's backend, in its dtype."""
-        return ArrayDataset(X, y, sample_weight, backend=self.module_.backend, dtype=self._dtype)
+        return ArrayDataset(X, y, sample_weight, backend=self.module_.backend, dtype=self._dtype, x_dtype=self._x_dtype)
+
+    def _augmentation(self) -> tuple[Any, Any]:
+        """``(transform, generator)`` for the ``Trainer``: a fresh copy of ``augment`` (class-index targets of
+        ``n_outputs_`` classes for ``Mixup``) and the generator it draws from, owned by the estimator (made at the
+        first training run that augments; kept by continued fits); or (None, None).
+
+        The generator's seed comes from ``random_state`` without drawing from ``_random_state`` (from a copy of it),
+        so the split and the shuffles are those of the same fit without augmentation."""
+        aug = as_transform(getattr(self, "augment", None), num_classes=self.n_outputs_)
+        if aug is None:
+            return None, None
+        be = self.module_.backend
+        source = self.__dict__.get("_augment_source")
+        if source is None:
+            seed = None
+            if self.random_state is not None:
+                peek = int(copy.deepcopy(self._random_state).randint(np.iinfo(np.int32).max))
+                seed = int(np.random.SeedSequence([peek, 0x61756720]).generate_state(1, np.uint32)[0])
+            source = self._augment_source = RandomSource(seed, backend=be)
+        elif source.backend is not be:
+            source.to(be)
+        return aug, source.generator
 
     def _run_trainer(self, trainer: Any, train: ArrayDataset, valid: ArrayDataset | None, epochs: int) -> int:
         """Run ``epochs`` more epochs; returns how many completed. An epoch that failed or was interrupted leaves
@@ -254,7 +355,7 @@ class NetEstimator(BaseEstimator):
 
     def _network_outputs(self, X: Any) -> np.ndarray:
         """The network's outputs for validated ``X``, as NumPy, shape (n_samples, n_outputs)."""
-        return forward_numpy(self.module_, X, self._dtype).reshape(X.shape[0], -1)
+        return forward_numpy(self.module_, X, self._x_dtype).reshape(X.shape[0], -1)
 
     # ------------------------------------------------------------------ pickles
     def __getstate__(self) -> dict[str, Any]:

@@ -67,6 +67,7 @@ class BaseMLP(NetEstimator):
         "l1": [Interval(Real, 0, None, closed="left")],
         "restore_best_weights": ["boolean", StrOptions({"auto"})],
         "callbacks": [list, tuple, None],
+        "augment": [None, callable, list, tuple],
     }
 
     def __init__(
@@ -78,7 +79,7 @@ class BaseMLP(NetEstimator):
         max_iter: Any, shuffle: Any, random_state: Any, tol: Any, verbose: Any, warm_start: Any, momentum: Any,
         nesterovs_momentum: Any, early_stopping: Any, validation_fraction: Any, beta_1: Any, beta_2: Any, epsilon: Any,
         n_iter_no_change: Any, max_fun: Any, backend: Any, dtype: Any, dropout: Any, batch_norm: Any, l1: Any,
-        restore_best_weights: Any, callbacks: Any,
+        restore_best_weights: Any, callbacks: Any, augment: Any,
     ) -> None:  # fmt: skip
         """scikit-learn's parameters, stored as given (validated in ``fit``); the subclasses set the defaults."""
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -111,6 +112,7 @@ class BaseMLP(NetEstimator):
         self.l1 = l1
         self.restore_best_weights = restore_best_weights
         self.callbacks = callbacks
+        self.augment = augment
 
     # ------------------------------------------------------------------ fitted attributes as NumPy views
     @property
@@ -197,6 +199,8 @@ class BaseMLP(NetEstimator):
             raise ValueError("pass both X_val and y_val, or neither")
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if self.augment is not None and self.solver not in _STOCHASTIC:
+            raise ValueError(f"augment needs a stochastic solver ('sgd' or 'adam'), not solver={self.solver!r}")
         X, y = self._validate_input(X, y, incremental, reset=first)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
@@ -304,11 +308,13 @@ class BaseMLP(NetEstimator):
         def score(_):
             return self._score(X_val, y_val, sample_weight=sw_val)
 
+        augment, generator = self._augmentation()  # augmented batches train through autograd, not the fused step
         trainer = Trainer(
             module, criterion, self.optimizer_, batch_size=batch_size, shuffle=self.shuffle and "chained",
             callbacks=[self.history_, rules, *self._user_callbacks()], random_state=self._random_state,
             score_fn=score if validating else None, penalty=self._penalty_fn(), estimator=self,
-            forward_backward=MLPStep.for_module(module, out_act),
+            forward_backward=MLPStep.for_module(module, out_act) if augment is None else None, augment=augment,
+            augment_generator=generator,
         )  # fmt: skip
         if not incremental and not resuming:  # each fit starts the callbacks afresh; partial_fit continues them
             for cb in self._user_callbacks():

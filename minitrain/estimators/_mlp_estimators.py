@@ -51,6 +51,12 @@ _COMMON = """
         behaviour); True also restores the lowest-training-loss weights without it; False never restores.
     callbacks : list of Callback or (name, Callback), default=None
         Extra :mod:`minitrain.callbacks` run by the stochastic solvers.
+    augment : transform, callable, list of them or None, default=None
+        Augmentation of the training batches (:mod:`minitrain.augment`: ``GaussianNoise``, ``RandomMasking``,
+        ``Mixup``, ...), with the stochastic solvers only; never applied to validation data or predictions. Its
+        random numbers come from a generator of the estimator's own, seeded from ``random_state`` and continued by
+        ``partial_fit`` and warm starts. Augmented batches train through the autograd step (the same loss and
+        gradients as the fused one); without ``augment`` nothing changes.
 """
 
 _ATTRIBUTES = """
@@ -100,7 +106,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9, nesterovs_momentum=True,
         early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
         max_fun=15000, backend="auto", dtype=None, dropout=0.0, batch_norm=False, class_weight=None, l1=0.0,
-        restore_best_weights="auto", callbacks=None,
+        restore_best_weights="auto", callbacks=None, augment=None,
     ) -> None:  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
@@ -110,7 +116,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype,
             dropout=dropout, batch_norm=batch_norm, l1=l1, restore_best_weights=restore_best_weights,
-            callbacks=callbacks,
+            callbacks=callbacks, augment=augment,
         )  # fmt: skip
         self.class_weight = class_weight
 
@@ -243,7 +249,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
         nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
         epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="auto", dtype=None, dropout=0.0,
-        batch_norm=False, l1=0.0, restore_best_weights="auto", callbacks=None,
+        batch_norm=False, l1=0.0, restore_best_weights="auto", callbacks=None, augment=None,
     ) -> None:  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
@@ -253,7 +259,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype,
             dropout=dropout, batch_norm=batch_norm, l1=l1, restore_best_weights=restore_best_weights,
-            callbacks=callbacks,
+            callbacks=callbacks, augment=augment,
         )  # fmt: skip
         self.loss = loss
 

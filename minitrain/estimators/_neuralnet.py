@@ -19,7 +19,7 @@ from ..callbacks.finetuning import select_parameters
 from ..data import fingerprint, train_valid_split
 from ..training import Trainer
 from . import _neuralnet_build as build
-from ._estimator import NetEstimator, forward_numpy, resolve_dtype, validate_x
+from ._estimator import NetEstimator, forward_numpy, resolve_dtype, validate_samples_x
 
 
 class BaseNeuralNet(NetEstimator):
@@ -41,14 +41,15 @@ class BaseNeuralNet(NetEstimator):
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "frozen": [None, str, list, tuple],
+        "augment": [None, callable, list, tuple],
     }
     _default_criterion: type = losses.MSELoss
-    _portable = ("module_", "criterion_")
+    _portable = ("module_", "criterion_", "_augment_source")
 
     def __init__(
         self, module=None, criterion=None, optimizer="adam", lr=0.01, max_epochs=10, batch_size=128, train_split=0.2,
         callbacks=None, shuffle=True, backend="auto", dtype="float32", random_state=None, verbose=False,
-        warm_start=False, frozen=None, **kwargs,
+        warm_start=False, frozen=None, augment=None, **kwargs,
     ) -> None:  # fmt: skip
         self.module = module
         self.criterion = criterion
@@ -65,6 +66,7 @@ class BaseNeuralNet(NetEstimator):
         self.verbose = verbose
         self.warm_start = warm_start
         self.frozen = frozen
+        self.augment = augment
         self._kwargs = kwargs  # routed parameters, checked in fit (scikit-learn validates nothing in __init__)
 
     # ------------------------------------------------------------------ parameters
@@ -121,7 +123,9 @@ class BaseNeuralNet(NetEstimator):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or array of shape (n_samples, ...)
+            Samples of any shape the network takes: rows, sequences (n_samples, n_steps, n_features), images
+            (n_samples, channels, height, width); integer token ids stay integers for a network with an Embedding.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), optional
             Each sample's weight in the losses (and the validation score). Negative weights are accepted, as
@@ -173,16 +177,21 @@ class BaseNeuralNet(NetEstimator):
         self.n_outputs_ = self._module_outputs(y_enc)
         self._input_dtype = dtype = resolve_dtype(self.dtype, X)
         seed, routed = self.__dict__.pop("_module_seed", None), self._routed("module")
+        shape = tuple(X.shape[1:])
         with contextlib.nullcontext() if seed is None else random.seeded(seed):  # weights and generators
-            self.module_ = build.build_module(self.module, routed, X.shape[1], self.n_outputs_, be, dtype)
+            self.module_ = build.build_module(
+                self.module, routed, int(np.prod(shape)), self.n_outputs_, be, dtype, input_shape=shape
+            )
         if seed is not None:  # a module instance's generators too (it is copied with their state)
             self.module_.seed_generators(seed)
-        out = forward_numpy(self.module_, X[:2], self._dtype)
+        self._tokens = X.dtype.kind in "iu" and build.takes_tokens(self.module_)
+        out = forward_numpy(self.module_, X[:2], self._x_dtype)
         if out.shape != (min(2, X.shape[0]), self.n_outputs_):
+            what = f"{shape[0]} features" if len(shape) == 1 else f"samples of shape {shape}"
             raise ValueError(
-                f"the module maps {X.shape[1]} features to outputs of shape {out.shape[1:]} per sample, but "
+                f"the module maps {what} to outputs of shape {out.shape[1:]} per sample, but "
                 f"{type(self).__name__} needs {self.n_outputs_} output(s) here; build it from the n_features / "
-                "n_outputs it is given (see the `module` parameter)"
+                "n_outputs (and input_shape) it is given (see the `module` parameter)"
             )
         for p in () if self.frozen is None else select_parameters(self.module_, self.frozen, "frozen"):
             p.requires_grad = False
@@ -205,10 +214,12 @@ class BaseNeuralNet(NetEstimator):
             def score(_: Any) -> float:
                 return self._valid_score(valid[0], valid[1], valid[2])
 
+        augment, generator = self._augmentation()
         trainer = Trainer(
             self.module_, build.WeightedLoss(self.criterion_), self.optimizer_, batch_size=self.batch_size,
             callbacks=[self.history_, *(cb for _, cb in self.callbacks_)], shuffle=self.shuffle,
-            random_state=self._random_state, score_fn=score, estimator=self,
+            random_state=self._random_state, score_fn=score, estimator=self, augment=augment,
+            augment_generator=generator,
         )  # fmt: skip
         start = len(self.history_)
         try:
@@ -261,7 +272,7 @@ class BaseNeuralNet(NetEstimator):
     def _logits(self, X: Any) -> np.ndarray:
         """The network's outputs for ``X`` as float64, shape (n_samples, n_outputs)."""
         check_is_fitted(self)
-        return self._network_outputs(validate_x(self, X)).astype(np.float64)
+        return self._network_outputs(validate_samples_x(self, X)).astype(np.float64)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -37,14 +37,19 @@ PARAMS_DOC = """
     Parameters
     ----------
     module : nn.Module class, nn.Module instance, callable or None, default=None
-        The network; it maps ``(n_samples, n_features)`` inputs to ``(n_samples, n_outputs)`` outputs (logits for
-        the classifier). A *class* is instantiated in ``fit`` with the ``module__*`` parameters, and also gets
-        ``n_features`` through the first of ``in_features`` / ``n_features`` and the number of outputs through the
-        first of ``out_features`` / ``n_outputs`` / ``n_classes`` its ``__init__`` accepts (unless routed
-        explicitly), plus ``backend`` and ``dtype`` if it accepts them. A *callable* is called as
-        ``module(n_features, n_outputs, **module__kwargs)``. An *instance* is deep-copied at each fresh fit (clones
-        never share weights) and takes no ``module__*`` parameters. None builds an MLP: ``module__hidden=(100,)``
-        units, ``module__activation='relu'``, ``module__dropout=0.0``.
+        The network; it maps inputs ``(n_samples, *input_shape)`` (rows ``(n_samples, n_features)``, sequences,
+        images: the shape of X) to ``(n_samples, n_outputs)`` outputs (logits for the classifier). A *class* is
+        instantiated in ``fit`` with the ``module__*`` parameters, and also gets ``n_features`` (the values of one
+        sample, ``prod(input_shape)``) through the first of ``in_features`` / ``n_features`` and the number of
+        outputs through the first of ``out_features`` / ``n_outputs`` / ``n_classes`` its ``__init__`` accepts
+        (unless routed explicitly), plus ``input_shape`` (the shape of one sample, e.g. ``(channels, height,
+        width)``), ``backend`` and ``dtype`` if it accepts them. A *callable* is called as ``module(n_features,
+        n_outputs, **module__kwargs)``, with those keywords it accepts. An *instance* is deep-copied at each fresh
+        fit (clones never share weights) and takes no ``module__*`` parameters. None builds an MLP (flattening
+        samples of more dimensions): ``module__hidden=(100,)`` units, ``module__activation='relu'``,
+        ``module__dropout=0.0``. Ready-made builders for images and sequences: :class:`minitrain.models.SmallCNN`,
+        :class:`minitrain.models.RecurrentNet`. Integer X stays integer (token ids) when the network has an
+        ``Embedding``; otherwise X is cast to floats.
     criterion : loss class, loss instance, name or None, default=None
         None is CrossEntropyLoss for the classifier and MSELoss for the regressor; names: 'cross_entropy',
         'bce_with_logits', 'mse', 'l1', 'huber', 'poisson' (or a class name). ``criterion__*`` go to the class.
@@ -95,6 +100,12 @@ PARAMS_DOC = """
         their values bit for bit; other parameters keep the ``requires_grad`` they came with (a module instance may
         come partly frozen). A name that selects nothing is an error listing the sub-modules. Unfreeze them later
         with the :class:`~minitrain.callbacks.Unfreeze` callback.
+    augment : transform, callable, list of them or None, default=None
+        Augmentation of the training batches (:mod:`minitrain.augment`, e.g. ``[RandomCrop(28, padding=2),
+        RandomHorizontalFlip()]``): applied by the training loop to each training batch, never to validation data
+        or predictions. Its random numbers come from a generator of the estimator's own, seeded from
+        ``random_state``, that continues across ``partial_fit`` and warm starts and is saved with the estimator.
+        ``Mixup`` turns class-index targets into class probabilities (for CrossEntropyLoss).
     **kwargs
         Routed parameters: ``module__*``, ``optimizer__*``, ``criterion__*``, ``callbacks__*``. They are real
         parameters (``get_params`` / ``set_params`` / ``clone`` / ``GridSearchCV``); any other name is an error
@@ -109,7 +120,12 @@ PARAMS_DOC = """
         ``history_[:, 'valid_loss']`` or ``history_.column('valid_loss')`` gives a column.
     n_epochs_ : int
         Epochs in ``history_``; ``n_iter_`` counts those of the last ``fit`` / ``partial_fit`` call.
-    n_features_in_, feature_names_in_, n_outputs_, backend_
+    input_shape_ : tuple of int
+        The shape of one sample of X: ``(n_features,)`` for rows, e.g. ``(channels, height, width)`` for images;
+        ``partial_fit`` and ``predict`` take samples of this shape.
+    n_features_in_ : int
+        The number of values of one sample (``prod(input_shape_)``), as for the same data flattened.
+    feature_names_in_, n_outputs_, backend_
 """
 
 OPTIMIZERS: dict[str, type] = {
@@ -208,14 +224,17 @@ def _call(what: str, fn: Any, args: tuple, kwargs: dict[str, Any], be: Backend) 
 
 def default_module(
     n_features: int, n_outputs: int, hidden: int | tuple[int, ...] = (100,), activation: str = "relu",
-    dropout: float = 0.0, dtype: str = "float32", backend: Any = None,
+    dropout: float = 0.0, dtype: str = "float32", backend: Any = None, input_shape: tuple[int, ...] | None = None,
 ) -> nn.Sequential:  # fmt: skip
     """The network used when ``module=None``: Linear layers of ``hidden`` units with ``activation`` (and
-    Dropout ``dropout``) after each, then a Linear output layer; tuned with ``module__hidden=(64, 32)`` etc."""
+    Dropout ``dropout``) after each, then a Linear output layer; tuned with ``module__hidden=(64, 32)`` etc.
+    Samples of more than one dimension (``input_shape``) are flattened first."""
     sizes = [hidden] if isinstance(hidden, numbers.Integral) else list(hidden)
     if not all(isinstance(u, numbers.Integral) and not isinstance(u, bool) and u > 0 for u in sizes):
         raise ValueError(f"module__hidden must hold positive whole numbers of units, got {hidden!r}")
     layers: list[nn.Module] = []
+    if input_shape is not None and len(input_shape) > 1:
+        layers.append(nn.Flatten(backend=backend))
     n_in = n_features
     for units in sizes:
         layers.append(nn.Linear(n_in, int(units), activation=activation, dtype=dtype, backend=backend))
@@ -226,10 +245,15 @@ def default_module(
     return nn.Sequential(*layers, backend=backend)
 
 
-def build_module(spec: Any, kwargs: dict[str, Any], n_features: int, n_outputs: int, be: Backend, dtype: Any) -> Any:
-    """The network to train, on ``be`` (see the estimators' ``module`` parameter for the rules)."""
+def build_module(
+    spec: Any, kwargs: dict[str, Any], n_features: int, n_outputs: int, be: Backend, dtype: Any,
+    input_shape: tuple[int, ...] | None = None,
+) -> Any:  # fmt: skip
+    """The network to train, on ``be`` (see the estimators' ``module`` parameter for the rules); ``input_shape``
+    (the shape of one sample, default ``(n_features,)``) goes to classes and functions accepting ``input_shape``."""
     spec = default_module if spec is None else spec
-    extra = {"backend": be, "dtype": np.dtype(dtype).name}
+    shape = (n_features,) if input_shape is None else tuple(input_shape)
+    extra = {"backend": be, "dtype": np.dtype(dtype).name, "input_shape": shape}
     if isinstance(spec, nn.Module):
         if kwargs:
             raise ValueError(
@@ -254,6 +278,12 @@ def build_module(spec: Any, kwargs: dict[str, Any], n_features: int, n_outputs: 
     if not isinstance(net, nn.Module):
         raise TypeError(f"the module function returned a {type(net).__name__}, not an nn.Module")
     return net if net.backend is be else net.to(be)
+
+
+def takes_tokens(module: Any) -> bool:
+    """Whether ``module`` takes integer token ids: it holds an ``Embedding``."""
+    embedding = getattr(nn, "Embedding", None)
+    return embedding is not None and any(isinstance(m, embedding) for m in module.modules())
 
 
 def build_criterion(spec: Any, kwargs: dict[str, Any], be: Backend) -> Any:

@@ -13,7 +13,7 @@ from sklearn.utils.validation import validate_data
 
 from .. import losses
 from . import _neuralnet_build as build
-from ._estimator import check_finite, validate_xy
+from ._estimator import sample_dtype, sample_input, sample_output, validate_samples
 from ._neuralnet import BaseNeuralNet
 
 
@@ -39,11 +39,11 @@ class NeuralNetClassifier(ClassifierMixin, BaseNeuralNet):
     _default_criterion = losses.CrossEntropyLoss
 
     def _validate_xy(self, X: Any, y: Any, reset: bool) -> tuple[Any, Any]:
+        X, shape = sample_input(self, X, reset)
         X, y = validate_data(
-            self, X, y, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=reset,
-            ensure_all_finite=False,
-        )  # fmt: skip
-        check_finite(self, X)
+            self, X, y, accept_sparse=["csr", "csc"], dtype=sample_dtype(X), reset=reset, ensure_all_finite=False
+        )
+        X = sample_output(self, X, shape, reset)
         check_classification_targets(y)
         return X, y
 
@@ -140,7 +140,7 @@ class NeuralNetRegressor(RegressorMixin, BaseNeuralNet):
     """
 
     def _validate_xy(self, X: Any, y: Any, reset: bool) -> tuple[Any, Any]:
-        return validate_xy(self, X, y, reset, y_numeric=True)
+        return validate_samples(self, X, y, reset, y_numeric=True)
 
     def _encode_y(self, y: np.ndarray, first: bool, classes: Any) -> np.ndarray:
         return np.asarray(y, dtype=np.float64).reshape(len(y), -1)

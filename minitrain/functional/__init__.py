@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import Tensor
+from .attention_ops import embedding, layer_norm, masked_softmax, scaled_dot_product_attention
 from .conv_ops import avg_pool2d, conv2d, max_pool2d
 from .layer_ops import (
     activation,
@@ -37,6 +38,7 @@ from .loss_ops import (
     mse_loss,
 )
 from .recurrent_ops import gru, lstm
+from .spatial_ops import adaptive_avg_pool2d, adaptive_max_pool2d, dropout1d, dropout2d
 from .tensor_ops import (
     abs,
     add,
@@ -69,6 +71,8 @@ from .tensor_ops import (
 __all__ = [
     "abs",
     "activation",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
     "add",
     "astype",
     "avg_pool2d",
@@ -80,17 +84,22 @@ __all__ = [
     "cross_entropy",
     "div",
     "dropout",
+    "dropout1d",
+    "dropout2d",
     "elu",
+    "embedding",
     "exp",
     "flatten",
     "gelu",
     "getitem",
     "gru",
+    "layer_norm",
     "leaky_relu",
     "linear",
     "log",
     "log_softmax",
     "lstm",
+    "masked_softmax",
     "matmul",
     "max",
     "max_pool2d",
@@ -104,6 +113,7 @@ __all__ = [
     "pow",
     "relu",
     "reshape",
+    "scaled_dot_product_attention",
     "sigmoid",
     "softmax",
     "softplus",

@@ -1,4 +1,4 @@
-"""``Dropout``: zero activations at random while training."""
+"""``Dropout``, ``Dropout1d``, ``Dropout2d``: zero activations (or whole channels) at random while training."""
 
 from __future__ import annotations
 
@@ -35,3 +35,63 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class Dropout2d(Dropout):
+    """Channel-wise dropout: in training, zero whole channels of (N, C, H, W) (or (C, H, W)) inputs with
+    probability ``p`` and scale the others by 1 / (1 - p); identity in eval mode.
+
+    Neighbouring pixels of a feature map are strongly correlated, so dropping single pixels barely
+    regularizes a convolutional network; dropping whole maps does.
+
+    Parameters
+    ----------
+    p : float, default=0.5
+        Probability of zeroing a channel.
+    backend : str or Backend, optional
+    seed : int, optional
+        Seed of this layer's own generator of masks; by default one is drawn from the current stream.
+
+    Notes
+    -----
+    A 3-D input is one unbatched (C, H, W) sample, as PyTorch documents (PyTorch itself still treats it as
+    (N, C, L), with a warning).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import minitrain as mt
+    >>> y = mt.nn.Dropout2d(0.5, seed=0)(np.ones((4, 6, 5, 5), dtype=np.float32)).numpy()
+    >>> sorted({float(v) for v in np.unique(y)}), bool((y.std(axis=(2, 3)) == 0).all())
+    ([0.0, 2.0], True)
+    """
+
+    _spatial = 2
+
+    def forward(self, x: Any) -> Tensor:
+        """Drop whole channels (training) or pass through (eval)."""
+        if not isinstance(x, Tensor):
+            x = Tensor(x, backend=self._backend)
+        op = F.dropout2d if self._spatial == 2 else F.dropout1d
+        return op(x, self.p, self.training, generator=self.generator)
+
+
+class Dropout1d(Dropout2d):
+    """Channel-wise dropout over (N, C, L) (or (C, L)) inputs: whole channels are zeroed with probability
+    ``p`` in training, the others scaled by 1 / (1 - p); identity in eval mode.
+
+    Parameters
+    ----------
+    p : float, default=0.5
+    backend : str or Backend, optional
+    seed : int, optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import minitrain as mt
+    >>> mt.nn.Dropout1d(0.5)(np.ones((4, 6, 10), dtype=np.float32)).shape
+    (4, 6, 10)
+    """
+
+    _spatial = 1

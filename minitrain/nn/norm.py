@@ -103,3 +103,63 @@ class BatchNorm2d(BatchNorm1d):
     """
 
     _expected_ndim = (4,)
+
+
+class LayerNorm(Module):
+    """Layer normalization over the trailing ``normalized_shape`` axes of each sample, one fused node.
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias``, with the mean and the (biased) variance taken over the
+    last ``len(normalized_shape)`` axes; the same in training and evaluation.
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of int
+        The trailing shape normalized over (an int: the last axis only).
+    eps : float, default=1e-5
+    elementwise_affine : bool, default=True
+        Learn a scale ``weight`` (ones at first) and, with ``bias``, a shift ``bias`` (zeros), each of shape
+        ``normalized_shape``.
+    bias : bool, default=True
+    dtype : str, default='float32'
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import minitrain as mt
+    >>> ln = mt.nn.LayerNorm(4)
+    >>> y = ln(np.arange(8, dtype=np.float32).reshape(2, 4))
+    >>> y.shape, bool(abs(y.numpy().mean(axis=1)).max() < 1e-6)
+    ((2, 4), True)
+    """
+
+    def __init__(
+        self,
+        normalized_shape: int | tuple[int, ...],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        dtype: str = "float32",
+        backend: Any = None,
+    ) -> None:
+        super().__init__(backend)
+        shape = (int(normalized_shape),) if isinstance(normalized_shape, int) else tuple(map(int, normalized_shape))
+        if not shape or min(shape) < 1:
+            raise ValueError(f"LayerNorm: normalized_shape must be positive sizes, got {normalized_shape!r}")
+        self.normalized_shape, self.eps, self.elementwise_affine = shape, float(eps), bool(elementwise_affine)
+        be = self._backend
+        affine = self.elementwise_affine
+        self.weight = Parameter(be.alloc(shape, dtype, fill=1.0), backend=be) if affine else None
+        self.bias = Parameter(be.alloc(shape, dtype), backend=be) if affine and bias else None
+        self._dtype = str(dtype)
+
+    def forward(self, x: Any) -> Tensor:
+        """Normalize ``x`` of shape (*, *normalized_shape)."""
+        if not isinstance(x, Tensor):
+            x = Tensor(x, backend=self._backend, dtype=self._dtype)
+        elif self.weight is not None and x.dtype != self.weight.dtype:
+            x = F.astype(x, self.weight.dtype)
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

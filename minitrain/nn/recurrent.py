@@ -26,6 +26,7 @@ class _RNNBase(Module):
         bias: bool = True,
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         dtype: str = "float32",
         backend: Any = None,
     ) -> None:
@@ -40,20 +41,28 @@ class _RNNBase(Module):
             raise ValueError(f"{name}: dropout must be a probability in [0, 1], got {dropout}")
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
+        self.bidirectional = bool(bidirectional)
         be, rows, bound = self._backend, self._gates * hidden_size, 1.0 / math.sqrt(hidden_size)
         for layer in range(num_layers):
-            shapes = {"weight_ih": (rows, input_size if layer == 0 else hidden_size), "weight_hh": (rows, hidden_size)}
+            width = input_size if layer == 0 else hidden_size * self._directions
+            shapes = {"weight_ih": (rows, width), "weight_hh": (rows, hidden_size)}
             if bias:
                 shapes.update(bias_ih=(rows,), bias_hh=(rows,))
-            for key, shape in shapes.items():
-                setattr(self, f"{key}_l{layer}", uniform_(Parameter(be.alloc(shape, dtype), backend=be), -bound, bound))
+            for suffix in _SUFFIXES[: self._directions]:  # PyTorch's order: layer, then direction, then weight
+                for key, shape in shapes.items():
+                    p = uniform_(Parameter(be.alloc(shape, dtype), backend=be), -bound, bound)
+                    setattr(self, f"{key}_l{layer}{suffix}", p)
         if self.dropout and num_layers > 1:  # masks between layers, from a generator of its own
             self.register_generator("generator")
 
-    def _layer(self, layer: int) -> tuple[Parameter, ...]:
-        """weight_ih, weight_hh, bias_ih, bias_hh (None without bias) of one layer."""
+    @property
+    def _directions(self) -> int:
+        return 2 if self.__dict__.get("bidirectional") else 1
+
+    def _layer(self, layer: int, suffix: str = "") -> tuple[Parameter, ...]:
+        """weight_ih, weight_hh, bias_ih, bias_hh (None without bias) of one layer and direction."""
         p = self._parameters
-        return tuple(p.get(f"{k}_l{layer}") for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        return tuple(p.get(f"{k}_l{layer}{suffix}") for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
     def _input(self, x: Any) -> tuple[Tensor, bool]:
         """``x`` as a Tensor of the weights' dtype, and whether it was unbatched (2-D)."""
@@ -78,35 +87,49 @@ class _RNNBase(Module):
         return x, False
 
     def _state(self, h: Any, batch: int, unbatched: bool, what: str) -> list[Tensor | None]:
-        """The initial state ``h`` of shape (num_layers, batch, hidden_size) split per layer (None: zeros)."""
+        """The initial state ``h`` of shape (num_layers * num_directions, batch, hidden_size) split per layer and
+        direction (None: zeros)."""
+        n = self.num_layers * self._directions
         if h is None:
-            return [None] * self.num_layers
+            return [None] * n
         if not isinstance(h, Tensor):
             h = Tensor(h, backend=self._backend, dtype=self._parameters["weight_ih_l0"].dtype)
-        want = (self.num_layers, self.hidden_size) if unbatched else (self.num_layers, batch, self.hidden_size)
+        want = (n, self.hidden_size) if unbatched else (n, batch, self.hidden_size)
         if h.shape != want:
             raise ValueError(f"{type(self).__name__}: {what} has shape {h.shape}, expected {want}")
         if unbatched:
-            h = F.reshape(h, (self.num_layers, 1, self.hidden_size))
-        return [F.getitem(h, k) for k in range(self.num_layers)]
+            h = F.reshape(h, (n, 1, self.hidden_size))
+        return [F.getitem(h, k) for k in range(n)]
+
+    def _reversed(self, x: Tensor) -> Tensor:
+        """``x`` with its time axis reversed."""
+        flip = slice(None, None, -1)
+        return F.getitem(x, (slice(None), flip) if self.batch_first else flip)
 
     def _run(self, x: Any, states: tuple[Any, ...]) -> tuple[Tensor, list[Tensor]]:
-        """Run every layer; returns the last layer's output and the final states stacked over layers."""
+        """Run every layer; returns the last layer's output and the final states stacked over layers (and
+        directions)."""
         x, unbatched = self._input(x)
         batch = x.shape[0] if self.batch_first else x.shape[1]
         per_layer = [self._state(s, batch, unbatched, w) for s, w in zip(states, ("h_0", "c_0"))]
         finals: list[list[Tensor]] = [[] for _ in states]
-        op = getattr(F, self._op)
+        op, dirs = getattr(F, self._op), self._directions
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
                 x = F.dropout(x, self.dropout, generator=self._generators.get("generator"))
-            x, *final = op(x, *(s[layer] for s in per_layer), *self._layer(layer), batch_first=self.batch_first)
-            for acc, f in zip(finals, final):
-                acc.append(f)
+            outputs = []
+            for d, suffix in enumerate(_SUFFIXES[:dirs]):
+                initial = (s[layer * dirs + d] for s in per_layer)
+                seq = self._reversed(x) if d else x
+                out, *final = op(seq, *initial, *self._layer(layer, suffix), batch_first=self.batch_first)
+                outputs.append(self._reversed(out) if d else out)
+                for acc, f in zip(finals, final):
+                    acc.append(f)
+            x = outputs[0] if dirs == 1 else F.concatenate(outputs, axis=-1)
         stacked = [F.stack(f) for f in finals]
         if unbatched:
             x = F.reshape(x, x.shape[1:] if self.batch_first else (x.shape[0], x.shape[2]))
-            stacked = [F.reshape(s, (self.num_layers, self.hidden_size)) for s in stacked]
+            stacked = [F.reshape(s, (self.num_layers * dirs, self.hidden_size)) for s in stacked]
         return x, stacked
 
     def extra_repr(self) -> str:
@@ -119,7 +142,12 @@ class _RNNBase(Module):
             s += ", batch_first=True"
         if self.dropout:
             s += f", dropout={self.dropout}"
+        if self._directions == 2:
+            s += ", bidirectional=True"
         return s
+
+
+_SUFFIXES = ("", "_reverse")
 
 
 _PARAMS_DOC = """
@@ -137,6 +165,10 @@ _PARAMS_DOC = """
         Input and output of shape (batch, seq_len, features) instead of (seq_len, batch, features).
     dropout : float, default=0.0
         Dropout on the output of every layer but the last, in training.
+    bidirectional : bool, default=False
+        Also run every layer backwards in time (weights ``*_l{k}_reverse``) and concatenate both directions'
+        outputs on the feature axis: ``output`` has ``2 * hidden_size`` features, and the final states hold
+        ``2 * num_layers`` entries, ordered layer 0 forward, layer 0 backward, layer 1 forward, ...
     dtype : str, default='float32'
     backend : str or Backend, optional
 """
@@ -155,17 +187,20 @@ class LSTM(_RNNBase):
         + """
     Attributes
     ----------
-    weight_ih_l{k} : Parameter of shape (4 * hidden_size, input_size), (4 * hidden_size, hidden_size) for k > 0
+    weight_ih_l{k} : Parameter of shape (4 * hidden_size, input_size), (4 * hidden_size, num_directions *
+        hidden_size) for k > 0
     weight_hh_l{k} : Parameter of shape (4 * hidden_size, hidden_size)
     bias_ih_l{k}, bias_hh_l{k} : Parameter of shape (4 * hidden_size,)
+    weight_ih_l{k}_reverse, ... : the same for the backward direction, with ``bidirectional=True``
 
     Notes
     -----
     ``forward(x, hx=None)`` takes ``x`` of shape (seq_len, batch, input_size) (or batch first, or
-    (seq_len, input_size) for one sequence) and ``hx = (h_0, c_0)``, each (num_layers, batch, hidden_size),
-    zeros by default. It returns ``output, (h_n, c_n)``: ``output`` holds the last layer's hidden state at
-    every step, ``h_n`` and ``c_n`` the final states of every layer. In ``Sequential``, follow it with
-    ``LastStep()`` to classify sequences.
+    (seq_len, input_size) for one sequence) and ``hx = (h_0, c_0)``, each (num_directions * num_layers, batch,
+    hidden_size), zeros by default. It returns ``output, (h_n, c_n)``: ``output`` (seq_len, batch,
+    num_directions * hidden_size) holds the last layer's hidden state at every step (both directions
+    concatenated), ``h_n`` and ``c_n`` the final states of every layer and direction. In ``Sequential``, follow
+    it with ``LastStep()`` to classify sequences.
 
     Examples
     --------
@@ -186,7 +221,9 @@ class LSTM(_RNNBase):
     def forward(self, x: Any, hx: tuple[Any, Any] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Run over the sequence ``x``; returns ``output, (h_n, c_n)``."""
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise ValueError("LSTM: hx must be a pair (h_0, c_0) of shape (num_layers, batch, hidden_size) each")
+            raise ValueError(
+                "LSTM: hx must be a pair (h_0, c_0) of shape (num_directions * num_layers, batch, hidden_size) each"
+            )
         output, (h_n, c_n) = self._run(x, (None, None) if hx is None else tuple(hx))
         return output, (h_n, c_n)
 
@@ -204,15 +241,17 @@ class GRU(_RNNBase):
         + """
     Attributes
     ----------
-    weight_ih_l{k} : Parameter of shape (3 * hidden_size, input_size), (3 * hidden_size, hidden_size) for k > 0
+    weight_ih_l{k} : Parameter of shape (3 * hidden_size, input_size), (3 * hidden_size, num_directions *
+        hidden_size) for k > 0
     weight_hh_l{k} : Parameter of shape (3 * hidden_size, hidden_size)
     bias_ih_l{k}, bias_hh_l{k} : Parameter of shape (3 * hidden_size,)
+    weight_ih_l{k}_reverse, ... : the same for the backward direction, with ``bidirectional=True``
 
     Notes
     -----
-    ``forward(x, hx=None)`` takes ``x`` as ``LSTM`` does and ``hx = h_0`` of shape (num_layers, batch,
-    hidden_size), zeros by default; it returns ``output, h_n``. In ``Sequential``, follow it with
-    ``LastStep()`` to classify sequences.
+    ``forward(x, hx=None)`` takes ``x`` as ``LSTM`` does and ``hx = h_0`` of shape (num_directions *
+    num_layers, batch, hidden_size), zeros by default; it returns ``output, h_n`` (shaped as ``LSTM``'s).
+    In ``Sequential``, follow it with ``LastStep()`` to classify sequences.
 
     Examples
     --------
@@ -222,6 +261,9 @@ class GRU(_RNNBase):
     >>> output, h_n = gru(np.ones((10, 4, 3), dtype=np.float32))
     >>> output.shape, h_n.shape
     ((10, 4, 8), (1, 4, 8))
+    >>> output, h_n = mt.nn.GRU(3, 8, num_layers=2, bidirectional=True)(np.ones((10, 4, 3), dtype=np.float32))
+    >>> output.shape, h_n.shape
+    ((10, 4, 16), (4, 4, 8))
     """
     )
 
@@ -238,8 +280,13 @@ class LastStep(Module):
 
     Takes what ``LSTM`` or ``GRU`` return, ``(output, h_n)`` or ``(output, (h_n, c_n))``, and returns
     ``h_n[-1]`` of shape (batch, hidden_size), the many-to-one output that Keras' ``return_sequences=False``
-    gives. A plain output tensor of shape (seq_len, batch, features), or (batch, seq_len, features) with
-    ``batch_first=True``, gives its last time step.
+    gives. For a bidirectional layer (its ``output`` has twice the features of ``h_n``) it returns the last
+    layer's final states of both directions concatenated, ``[h_n[-2], h_n[-1]]`` of shape (batch,
+    2 * hidden_size): the forward direction after the last step and the backward direction after the first,
+    each having read the whole sequence (Keras' ``Bidirectional(..., merge_mode='concat')``). A plain output
+    tensor of shape (seq_len, batch, features), or (batch, seq_len, features) with ``batch_first=True``, gives
+    its last time step (for a bidirectional output, its backward half has then seen only that step: pass the
+    pair instead).
 
     Parameters
     ----------
@@ -253,6 +300,9 @@ class LastStep(Module):
     >>> net = mt.nn.Sequential(mt.nn.GRU(3, 8, batch_first=True), mt.nn.LastStep(), mt.nn.Linear(8, 2))
     >>> net(np.ones((4, 10, 3), dtype=np.float32)).shape
     (4, 2)
+    >>> bi = mt.nn.Sequential(mt.nn.LSTM(3, 8, bidirectional=True), mt.nn.LastStep(), mt.nn.Linear(16, 2))
+    >>> bi(np.ones((10, 4, 3), dtype=np.float32)).shape
+    (4, 2)
     """
 
     def __init__(self, batch_first: bool = False, backend: Any = None) -> None:
@@ -262,7 +312,9 @@ class LastStep(Module):
     def forward(self, x: Any) -> Tensor:
         """Select the last time step."""
         if isinstance(x, tuple) and len(x) == 2:
-            hidden = x[1][0] if isinstance(x[1], tuple) else x[1]
+            output, hidden = x[0], (x[1][0] if isinstance(x[1], tuple) else x[1])
+            if output.shape[-1] == 2 * hidden.shape[-1]:  # bidirectional: both directions of the last layer
+                return F.concatenate([F.getitem(hidden, -2), F.getitem(hidden, -1)], axis=-1)
             return F.getitem(hidden, -1)
         if not isinstance(x, Tensor) or x.ndim < 2:
             raise ValueError(
