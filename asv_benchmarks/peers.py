@@ -243,6 +243,20 @@ def compile_table() -> None:
     )
 
 
+def gpu_tables(repeats: int) -> None:
+    """The GPU section: training against PyTorch CUDA, and the fused kernels' bandwidth (see gpu_peers.py)."""
+    import gpu_peers
+
+    emit(f"### GPU: {gpu_peers.device_line()}")
+    emit()
+    emit(f"MLP 784-512-256-10, batch {gpu_peers.BATCH}, Adam, float32, {gpu_peers.SAMPLES} samples on the GPU:")
+    emit()
+    table(["contender", "samples/s (median)", "range", "vs PyTorch (loss.item())"], gpu_peers.training_rows(repeats))
+    emit("Fused kernels over 2**26 float32 values, bytes read and written per second:")
+    emit()
+    table(["kernel", "GB/s", "of the copy"], gpu_peers.bandwidth_rows())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the options and emit the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -252,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=1, help="epochs per timing (default 1)")
     parser.add_argument("--digits", action="store_true", help="also compare the estimators on digits")
     parser.add_argument("--compile", action="store_true", help="also measure Numba's compile cost on a first fit")
+    parser.add_argument("--gpu", action="store_true", help="also the GPU section (gpu_peers.py; needs cupy)")
     parser.add_argument("--no-training", action="store_true", help="skip the training tables")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory column")
     parser.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
@@ -287,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
         digits_table(args.repeats)
     if args.compile:
         compile_table()
+    if args.gpu:
+        gpu_tables(args.repeats)
     if args.markdown:
         Path(args.markdown).write_text("\n".join(OUT) + "\n")
 

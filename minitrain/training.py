@@ -188,10 +188,11 @@ class Trainer:
         self._fit_start = self.__dict__.pop("_resumed_fit_start", self.epoch)
         self._call("on_train_begin")
         try:
-            for _ in range(epochs):
-                self._run_epoch(train, valid)
-                if self.stop_training:
-                    break
+            with self.module.backend.context():  # the model's device is current for the whole loop
+                for _ in range(epochs):
+                    self._run_epoch(train, valid)
+                    if self.stop_training:
+                        break
         except KeyboardInterrupt:
             self._drop_unfinished_epoch()
             if self._last_finite is not None and not self._weights_finite():  # interrupted right after diverging
@@ -366,8 +367,8 @@ class Trainer:
         was_training = self.module.training
         self.module.eval()
         total = 0.0
-        try:
-            with no_grad(), np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
+        try:  # NumPy's warnings off: divergence is reported by the caller
+            with self.module.backend.context(), no_grad(), np.errstate(over="ignore", invalid="ignore"):
                 for xb, yb, wb, wsum in data.batches(max(self.batch_size, 1024)):
                     out = self.module(Tensor._make(xb, self.module.backend))
                     total += float(self.criterion(out, yb, wb, wsum).data) * xb.shape[0]

@@ -1,19 +1,21 @@
 """The backend protocol and its reference implementation.
 
 A backend is ``name``, an array module ``xp`` with NumPy's API, ``device``, ``is_available``, ``synchronize``,
-``asarray`` / ``to_numpy`` / ``alloc``, ``generator(seed)`` (random generators on its device: a backend holds no
-random state of its own) and the layer-level kernels named in ``KERNELS``, each an op and its backward. Every
-kernel is written here once, over ``self.xp``: the NumPy backend uses these as they are, so a subclass that sets
-only ``name`` and ``xp`` is complete. An accelerated backend overrides the kernels it makes faster, keeping their
-signatures (``minitrain.testing.check_backend`` asserts that); an override that cannot take its arguments
-(dtype, layout, size) returns ``NotImplemented``, and the next implementation in the class hierarchy (in the end
-this reference) runs instead, with the same arguments: fallbacks live in one place, ``Backend.__init_subclass__``,
-not in every override. Convolution and pooling windows are described by :class:`Geometry2d`. Beyond the
-kernels, a backend may offer named ``extensions`` (fused paths whose meaning belongs to their users).
+``context`` (its device made current), ``asarray`` / ``to_numpy`` / ``alloc``, ``generator(seed)`` (random
+generators on its device: a backend holds no random state of its own) and the layer-level kernels named in
+``KERNELS``, each an op and its backward. Every kernel is written here once, over ``self.xp``: the NumPy backend
+uses these as they are, so a subclass that sets only ``name`` and ``xp`` is complete. An accelerated backend
+overrides the kernels it makes faster, keeping their signatures (``minitrain.testing.check_backend`` asserts that);
+an override that cannot take its arguments (dtype, layout, size) returns ``NotImplemented``, and the next
+implementation in the class hierarchy (in the end this reference) runs instead, with the same arguments: fallbacks
+live in one place, ``Backend.__init_subclass__``, not in every override. Convolution and pooling windows are
+described by :class:`Geometry2d`. Beyond the kernels, a backend may offer named ``extensions`` (fused paths whose
+meaning belongs to their users).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
@@ -228,6 +230,11 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait until queued device work is done (no-op on CPU backends)."""
+
+    def context(self) -> Any:
+        """A context manager in which this backend's device is the current one (for work between kernels, such
+        as a training loop, on backends with several devices); a no-op context on CPU backends."""
+        return contextlib.nullcontext()
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:
         """Convert ``x`` (host or device array, list, scalar) to an array of this backend."""

@@ -25,6 +25,7 @@ from ..autograd import Tensor, no_grad
 from ..backend import Backend, get_backend, list_backends
 from ..callbacks import History
 from ..data import ArrayDataset
+from ._arrays import wrap_array_methods
 
 PREDICT_BATCH = 8192
 
@@ -196,7 +197,7 @@ def forward_numpy(module: Any, X: Any, dtype: np.dtype, batch: int = PREDICT_BAT
     module.eval()
     chunks = []
     try:
-        with no_grad():
+        with be.context(), no_grad():
             for start in range(0, X.shape[0], batch):
                 part = X[start : start + batch]
                 part = part.toarray() if sp.issparse(part) else part
@@ -221,6 +222,10 @@ class NetEstimator(BaseEstimator):
     """
 
     _portable: tuple[str, ...] = ("module_", "_augment_source")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        wrap_array_methods(cls)  # CuPy in, CuPy out
 
     # ------------------------------------------------------------------ the fit core
     def _fit(

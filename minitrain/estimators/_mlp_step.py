@@ -67,11 +67,13 @@ def reference_loss_grad(
 
 
 def _checked_rows(be: Any, rows: Any, n: int) -> Any:
-    """``rows`` as an integer index array whose entries lie in [0, n) (IndexError otherwise)."""
+    """``rows`` as an integer index array whose entries lie in [0, n) (IndexError otherwise; rows already on a
+    device are not read back to check their range)."""
+    host = be.xp is np or isinstance(rows, (list, tuple)) or type(rows) is np.ndarray
     rows = be.asarray(rows)
     if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
         raise IndexError(f"rows must be a 1-D integer array, got {rows.dtype} of shape {rows.shape}")
-    if rows.size and (int(rows.min()) < 0 or int(rows.max()) >= n):
+    if host and rows.size and (int(rows.min()) < 0 or int(rows.max()) >= n):
         raise IndexError(f"rows index out of bounds for {n} samples")
     return rows
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..autograd import Tensor
 
 _make = Tensor._make
@@ -64,17 +66,20 @@ def cross_entropy(
     n, c = input.shape
     t = _target(target, input)
     ignored = None
+    host = xp is np  # on a device, nothing is read back to the host for a check
     if t.ndim == 1:
         if t.dtype.kind not in "iu":
             raise TypeError(f"class-index targets must be integers, got dtype {t.dtype}")
         if t.shape[0] != n:
             raise ValueError(f"target has {t.shape[0]} labels for {n} samples")
         ignored = t == ignore_index
-        if bool(ignored.any()):
+        if not host:  # out-of-range labels give the kernel's NaN loss, which training reports
+            t = xp.where(ignored, 0, t)
+        elif bool(ignored.any()):
             t = xp.where(ignored, 0, t)  # any class: the loss and gradient of these samples are zeroed below
         else:
             ignored = None
-        if t.size and (int(t.min()) < 0 or int(t.max()) >= c):
+        if host and t.size and (int(t.min()) < 0 or int(t.max()) >= c):
             raise ValueError(f"target class indices must be in [0, {c}), got [{int(t.min())}, {int(t.max())}]")
     elif t.shape != (n, c):
         raise ValueError(f"probability targets must have shape {(n, c)}, got {tuple(t.shape)}")
@@ -87,10 +92,16 @@ def cross_entropy(
             raise ValueError(f"class weights must have shape ({c},), got {tuple(w.shape)}")
     loss, grad = be.softmax_cross_entropy(input.data, t, weight=w, label_smoothing=label_smoothing)
     denom = None
-    if ignored is not None:
+    if ignored is not None and not host:
+        loss = xp.where(ignored, 0, loss).astype(loss.dtype, copy=False)
+        grad = xp.where(ignored[:, None], 0, grad).astype(grad.dtype, copy=False)
+    elif ignored is not None:
         loss[ignored] = 0
         grad[ignored] = 0
-    if reduction == "mean" and t.ndim == 1 and (w is not None or ignored is not None):
+    if reduction == "mean" and t.ndim == 1 and (w is not None or ignored is not None) and not host:
+        kept = (~ignored).astype(input.dtype) if w is None else xp.take(w, t) * ~ignored
+        denom = kept.sum()  # stays on the device; every sample ignored: 0 / 0 = NaN, as PyTorch's loss
+    elif reduction == "mean" and t.ndim == 1 and (w is not None or ignored is not None):
         kept = t if ignored is None else t[~ignored]
         denom = float(kept.size if w is None else xp.take(w, kept).sum())
         if denom == 0:  # every sample ignored (or of weight 0): NaN, as PyTorch's 0 / 0

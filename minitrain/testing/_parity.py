@@ -20,7 +20,7 @@ from ..backend.base import NEEDS_PREACTIVATION
 from ._ctx import LAYOUTS, OPTIM_SIZES, SHAPES, TOLERANCES, Ctx, put
 
 #: Methods besides the kernels whose signatures an override must keep.
-PROTOCOL_METHODS = ("is_available", "synchronize", "asarray", "to_numpy", "alloc", "generator", "extension")
+PROTOCOL_METHODS = ("is_available", "synchronize", "context", "asarray", "to_numpy", "alloc", "generator", "extension")
 
 
 def protocol(c: Ctx) -> None:
@@ -31,6 +31,7 @@ def protocol(c: Ctx) -> None:
         ("is_available() is (True, str)", be.is_available, lambda v: v[0] is True and isinstance(v[1], str)),
         ("cls.is_available() is (True, str)", type(be).is_available, lambda v: v[0] is True),
         ("synchronize() returns None", be.synchronize, lambda v: v is None),
+        ("context() is a context manager", be.context, lambda v: hasattr(v, "__enter__") and hasattr(v, "__exit__")),
     ):
         with c.check(label):
             value = get()
