@@ -6,12 +6,12 @@ process do not interfere (``Backend.context()`` makes the device current for a w
 
 GEMMs go to cuBLAS through ``cupy.matmul``. The hot elementwise work runs as fused CUDA kernels, one launch each
 (``_kernels.SOURCE``, compiled by NVRTC on first use): bias + activation and its backward with the bias gradient,
-softmax and sigmoid cross-entropy (loss and gradient in one pass), dropout, batch norm, every optimizer step over
-the flat parameter buffer, convolution through im2col + cuBLAS + col2im, max and average pooling, and the LSTM
-and GRU steps. Each override returns ``NotImplemented`` for arguments it does not take (other array types or
-dtypes, non-contiguous arrays it would have to copy): the reference (``Backend``, over ``cupy``) runs instead.
-Special functions come from ``cupyx.scipy.special`` and random numbers from a device generator, so nothing of a
-training step goes through the host.
+softmax and sigmoid cross-entropy (loss and gradient in one pass), dropout, batch norm, gradient-norm clipping,
+every optimizer step over the flat parameter buffer, convolution through im2col + cuBLAS + col2im, max and average
+pooling, and the LSTM and GRU steps. Each override returns ``NotImplemented`` for arguments it does not take (other
+array types or dtypes, non-contiguous arrays it would have to copy): the reference (``Backend``, over ``cupy``) runs
+instead. Special functions come from ``cupyx.scipy.special`` and random numbers from a device generator: a training
+step reads back one value, its loss (for the history and the callbacks).
 """
 
 from __future__ import annotations

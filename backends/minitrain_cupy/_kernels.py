@@ -39,6 +39,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "adam": ("T*", "T*", "T*", "T*", "i64", "T", "T", "T", "T", "T", "T", "T", "T"),
     "rmsprop": ("T*", "T*", "T*", "T*", "T*", "i64", "T", "T", "T", "T", "i32", "T", "T"),
     "adagrad": ("T*", "T*", "T*", "i64", "T", "T", "T", "T"),
+    "norm_sum": ("T*", "f64*", "i64", "i32"),
     "im2col": ("T*", "T*", *_GRID),
     "col2im": ("T*", "T*", *_GRID),
     "onp_to_nop": ("T*", "T*", "T*", "i64", "i64", "i64"),
@@ -61,6 +62,9 @@ CPU_PRELUDE = r"""
 #define __forceinline__ inline
 struct minitrain_dim3 { long long x; };
 static const minitrain_dim3 blockIdx = {0}, blockDim = {1}, gridDim = {1}, threadIdx = {0};
+#define __shared__ static
+inline void __syncthreads() {}
+inline double atomicAdd(double* address, double value) { double old = *address; *address += value; return old; }
 """
 
 SOURCE = r"""
@@ -371,6 +375,24 @@ __device__ void adagrad_impl(T* p, const T* g, T* sum, long long n, T clr, T eps
     }
 }
 
+// sum of |g| (p = 1) or g^2 (p = 2) into out[0] (zeroed by the caller), in double: each block reduces its
+// threads' sums in shared memory (blockDim.x a power of two, at most 256), then adds its total atomically
+template <typename T> __device__ void norm_sum_impl(const T* g, double* out, long long n, int p) {
+    __shared__ double part[256];
+    double acc = 0.0;
+    GRID_LOOP(i, n) {
+        double v = (double)g[i];
+        acc += p == 1 ? (v < 0.0 ? -v : v) : v * v;
+    }
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (long long s = blockDim.x / 2; s > 0; s >>= 1) {
+        if ((long long)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) atomicAdd(out, part[0]);
+}
+
 // ----------------------------------------------------------------------------------------- convolution
 // cols (c * kh * kw, n * ho * wo), a thread per entry; zeros where a window covers padding
 template <typename T>
@@ -626,6 +648,7 @@ extern "C" __global__ void rmsprop_##S(T* p, const T* g, T* sq, T* buf, T* gavg,
     rmsprop_impl<T>(p, g, sq, buf, gavg, n, lr, alpha, eps, mom, centered, wd, l1); } \
 extern "C" __global__ void adagrad_##S(T* p, const T* g, T* sum, L n, T clr, T eps, T wd, T l1) { \
     adagrad_impl<T>(p, g, sum, n, clr, eps, wd, l1); } \
+extern "C" __global__ void norm_sum_##S(const T* g, double* out, L n, int p) { norm_sum_impl<T>(g, out, n, p); } \
 extern "C" __global__ void im2col_##S(const T* x, T* cols, L n, L c, L h, L w, L ho, L wo, L kh, L kw, L sh, L sw, \
                                       L ph, L pw) { \
     im2col_impl<T>(x, cols, n, c, h, w, ho, wo, kh, kw, sh, sw, ph, pw); } \

@@ -16,7 +16,7 @@ from ._common import cp, ok, same_shape
 
 
 class StepsMixin:
-    """CuPy overrides of the optimizer steps and the LSTM / GRU step kernels."""
+    """CuPy overrides of the optimizer steps, gradient-norm clipping and the LSTM / GRU step kernels."""
 
     _launch: Any
     _dummy: Any
@@ -127,6 +127,22 @@ class StepsMixin:
         clr = lr / (1.0 + (step - 1) * lr_decay)
         self._launch("adagrad", p.dtype, p.size, p, g, s, p.size, clr, eps, weight_decay, l1)
         return None
+
+    def clip_grad_norm(self, grad: Any, max_norm: float, *, norm_type: float = 2.0) -> float:
+        """Scale ``grad`` in place so its norm is at most ``max_norm``; return the norm before.
+
+        The norm is summed in double in one launch; returning it as a float reads it back (one value).
+        """
+        dt = ok(grad)
+        if dt is None or norm_type not in (1.0, 2.0) or grad.size == 0:
+            return NotImplemented
+        out = cp().zeros(1, dtype="float64")
+        self._launch("norm_sum", dt, grad.size, grad, out, grad.size, int(norm_type))
+        total = float(out[0]) ** (1.0 / norm_type)
+        coef = max_norm / (total + 1e-6)
+        if coef < 1.0:
+            grad *= coef
+        return total
 
     # ------------------------------------------------------------------ recurrent steps
     def lstm_step(self, gates: Any, c_prev: Any, *, out: Any = None, out_c: Any = None) -> tuple[Any, Any, Any]:
