@@ -42,6 +42,31 @@ class Unresolved:
     """Stands for a function or class of the user's that a file names but ``load`` was not given (``classes``).
 
     Calling it raises an error that says how to resolve it; the rest of the loaded object works.
+
+    Parameters
+    ----------
+    path : str
+        ``"module:qualname"`` of the missing function or class.
+
+    Examples
+    --------
+    >>> import os, tempfile, warnings
+    >>> import minitrain as mt
+    >>> def double(x):
+    ...     return 2 * x
+    >>> double.__module__ = "my_project.features"  # as if imported from a package of one's own
+    >>> path = os.path.join(tempfile.mkdtemp(), "config.safetensors")
+    >>> mt.save({"transform": double, "factor": 3}, path)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # load warns about the function it was not given
+    ...     loaded = mt.load(path)
+    >>> loaded
+    {'transform': Unresolved('my_project.features:double'), 'factor': 3}
+    >>> loaded["transform"](1)
+    Traceback (most recent call last):
+    TypeError: my_project.features:double was not loaded: pass it to minitrain.load(..., classes=[...]) to use it
+    >>> mt.load(path, classes=[double])["transform"](21)
+    42
     """
 
     def __init__(self, path: str) -> None:
@@ -110,6 +135,20 @@ def load(path: str | os.PathLike, *, backend: Any = None, classes: Iterable[Any]
     ValueError
         If the file is not a minitrain file, is truncated, was edited after it was written, or has another
         format version; TypeError if it names a class that is neither minitrain's, scikit-learn's nor given.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import minitrain as mt
+    >>> net = mt.nn.Linear(3, 2)
+    >>> opt = mt.optim.Adam(net, lr=0.01)
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.safetensors")
+    >>> mt.save({"model": net, "optimizer": opt, "epoch": 3}, path)
+    >>> run = mt.load(path, backend="numpy")
+    >>> run["epoch"], type(run["optimizer"]).__name__, run["model"].backend.name
+    (3, 'Adam', 'numpy')
+    >>> run["optimizer"].param_groups[0]["params"][0] is run["model"].weight  # still shared
+    True
     """
     with open(path, "rb") as f:
         data = f.read()
@@ -205,6 +244,8 @@ class _Writer:
             return {"$t": "backend", "spec": v.spec}
         if isinstance(v, pathlib.PurePath):
             return {"$t": "path", "v": str(v)}
+        if isinstance(v, slice):  # e.g. a fitted ColumnTransformer's output_indices_
+            return {"$t": "slice", "v": [self.encode(x, where) for x in (v.start, v.stop, v.step)]}
         if isinstance(v, type) or _is_function(v):
             return self._named(v, where)
         if isinstance(v, np.ndarray) or type(v).__module__.startswith("cupy"):
@@ -322,6 +363,9 @@ class _Reader:
     def _path(self, node: dict) -> pathlib.Path:
         return pathlib.Path(node["v"])
 
+    def _slice(self, node: dict) -> slice:
+        return slice(*(self.decode(x) for x in node["v"]))
+
     def _backend(self, node: dict) -> Backend:
         return get_backend("numpy")  # everything is built on NumPy first; place() moves it
 
@@ -376,7 +420,7 @@ class _Reader:
         if len(by_name) == 1:
             return by_name[0]
         module, _, qualname = path.partition(":")
-        if not module.startswith(_TRUSTED):
+        if not (module.startswith(_TRUSTED) or f"{module}." in _TRUSTED):  # numpy:float64 is numpy's too
             raise TypeError(f"the file names {path}, which is not minitrain's: pass it as minitrain.load(..., "
                             "classes=[...]) to load it (loading a file imports no code of its own)")  # fmt: skip
         obj: Any = importlib.import_module(module)
