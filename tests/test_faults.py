@@ -287,3 +287,16 @@ def test_explicit_validation_data_is_what_a_neuralnet_validates_on(backend, cls)
     assert est.history_[-1, "valid_score"] == pytest.approx(est.score(X[90:], y[90:]), rel=1e-6)
     with pytest.raises(ValueError, match="both X_val and y_val"):
         est.fit(X, y, X_val=X[:5])
+
+
+def test_partial_fit_after_turning_early_stopping_off():
+    """scikit-learn's MLP raises a TypeError here (best_loss_ is None after an early-stopped fit); ours goes on."""
+    X = np.random.default_rng(0).standard_normal((100, 3))
+    y = X.sum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = mt.MLPRegressor(early_stopping=True, max_iter=5, random_state=0).fit(X, y)
+        assert reg.best_loss_ is None
+        n = len(reg.loss_curve_)
+        reg.set_params(early_stopping=False).partial_fit(X, y)
+    assert len(reg.loss_curve_) == n + 1 and reg.best_loss_ == reg.loss_curve_[-1]

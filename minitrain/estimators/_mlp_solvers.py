@@ -117,6 +117,8 @@ class SklearnRules(Callback):
                 est._best_weights = trainer.get_weights()
         else:
             loss = est.loss_curve_[-1]
+            if est.best_loss_ is None:  # early stopping was on until now (scikit-learn raises a TypeError here)
+                est.best_loss_ = np.inf
             worse = loss > est.best_loss_ - est.tol
             est._no_improvement_count = est._no_improvement_count + 1 if worse else 0
             if loss < est.best_loss_:
