@@ -34,6 +34,16 @@ def gpu(session: nox.Session) -> None:
     session.run("pytest", *session.posargs, env={"MINITRAIN_BACKEND": "cupy"})
 
 
+@nox.session(default=False)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site in strict mode; ``nox -s docs -- serve`` serves it with live reload."""
+    session.install("-e", ".[docs]")
+    if "serve" in session.posargs:
+        session.run("mkdocs", "serve", "--strict")
+    else:
+        session.run("mkdocs", "build", "--strict", "-d", "site")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Ruff (lint and format) and the per-file line budget."""

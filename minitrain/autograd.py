@@ -17,7 +17,22 @@ BackwardFn = Callable[[Any], tuple[Any, ...]]
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops record the tape in this context."""
+    """Whether ops record the tape in this context.
+
+    Returns
+    -------
+    bool
+        False inside :func:`no_grad` (unless an :func:`enable_grad` block is nested in it), else True.
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> mt.is_grad_enabled()
+    True
+    >>> with mt.no_grad():
+    ...     mt.is_grad_enabled()
+    False
+    """
     return _grad_enabled.get()
 
 
@@ -43,7 +58,19 @@ def no_grad() -> Iterator[None]:
 
 @contextmanager
 def enable_grad() -> Iterator[None]:
-    """Context manager that turns recording back on inside a ``no_grad`` block."""
+    """Context manager that turns recording back on inside a ``no_grad`` block.
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> x = mt.tensor([1.0, 2.0], requires_grad=True)
+    >>> with mt.no_grad():
+    ...     with mt.enable_grad():
+    ...         y = x * 2
+    ...     z = x * 2
+    >>> y.requires_grad, z.requires_grad
+    (True, False)
+    """
     token = _grad_enabled.set(True)
     try:
         yield
@@ -227,7 +254,33 @@ def _topological(root: Tensor) -> list[Tensor]:
 
 
 def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
-    """Run reverse-mode differentiation from ``root``; see ``Tensor.backward``."""
+    """Run reverse-mode differentiation from ``root``; see ``Tensor.backward``.
+
+    Parameters
+    ----------
+    root : Tensor
+        The output to differentiate; it must require grad.
+    grad : array_like, optional
+        Upstream gradient of ``root``'s shape; defaults to 1 for a one-element tensor.
+    retain_graph : bool, default=False
+        Keep the recorded nodes so the graph can be differentiated again.
+
+    Raises
+    ------
+    RuntimeError
+        If ``root`` does not require grad, or its graph was released by an earlier call.
+    ValueError
+        If ``grad`` is missing for a tensor of several elements, or has the wrong shape.
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain.autograd import backward
+    >>> x = mt.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> backward(x * x, grad=[1.0, 1.0, 0.5])  # a vector-Jacobian product
+    >>> x.grad.tolist()
+    [2.0, 4.0, 3.0]
+    """
     if not root.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require grad (no recorded graph)")
     be = root.backend

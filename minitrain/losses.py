@@ -64,6 +64,8 @@ class MSELoss(_Loss):
     ----------
     reduction : {'mean', 'sum', 'none'}, default='mean'
 
+    Notes
+    -----
     Shapes: input and target of any same shape; the output is a scalar, or that shape for 'none'.
 
     Examples
@@ -87,6 +89,8 @@ class L1Loss(_Loss):
     ----------
     reduction : {'mean', 'sum', 'none'}, default='mean'
 
+    Notes
+    -----
     Shapes: input and target of any same shape; the output is a scalar, or that shape for 'none'.
 
     Examples
@@ -114,6 +118,8 @@ class HuberLoss(_Loss):
     delta : float, default=1.0
         Where the loss changes from quadratic to linear; must be > 0.
 
+    Notes
+    -----
     Shapes: input and target of any same shape; the output is a scalar, or that shape for 'none'.
 
     Examples
@@ -157,6 +163,8 @@ class BCEWithLogitsLoss(_Loss):
     pos_weight : array_like of shape (n_classes,), optional
         Weight of the positive term of each class (last axis).
 
+    Notes
+    -----
     Shapes: input (n, ...) logits and target of the same shape.
 
     Examples
@@ -204,6 +212,8 @@ class CrossEntropyLoss(_Loss):
         and 'mean' averages over the other samples only (their summed class weights, with ``weight``).
         Probability targets ignore nothing.
 
+    Notes
+    -----
     Shapes: input (n, n_classes) logits; target (n,) integer class indices or (n, n_classes)
     probabilities; the output is a scalar, or (n,) for 'none'.
 
@@ -266,6 +276,8 @@ class PoissonNLLLoss(_Loss):
         Keeps ``log`` finite when ``log_input`` is False.
     reduction : {'mean', 'sum', 'none'}, default='mean'
 
+    Notes
+    -----
     Shapes: input and target (counts) of any same shape.
 
     Examples

@@ -88,6 +88,28 @@ class Optimizer:
     resumes from its own moments and step, as a PyTorch parameter whose gradient is None. While every parameter
     of a buffer trains with the same step count, a step is one kernel call over the whole buffer; otherwise one
     per run of consecutive trainable parameters with equal step counts.
+
+    Examples
+    --------
+    A subclass passes its hyperparameters as ``defaults`` and implements ``_update(fb, group, state)``, the update
+    of one flat buffer ``fb`` (its ``data`` and ``grad`` arrays) with its group's hyperparameters and its own
+    ``state`` dict (``state['step']`` counts the steps):
+
+    >>> import minitrain as mt
+    >>> from minitrain import nn, optim
+    >>> class SignSGD(optim.Optimizer):
+    ...     def __init__(self, params, lr=0.01):
+    ...         super().__init__(params, dict(lr=lr, weight_decay=0.0, l1=0.0))
+    ...
+    ...     def _update(self, fb, group, state):
+    ...         fb.data -= group["lr"] * fb.backend.xp.sign(fb.grad)
+    >>> model = nn.Linear(2, 1)
+    >>> _ = mt.init.ones_(model.weight)
+    >>> opt = SignSGD(model, lr=0.5)
+    >>> (model(mt.tensor([[1.0, 2.0]])) ** 2).sum().backward()
+    >>> opt.step()
+    >>> model.weight.numpy().tolist(), model.bias.numpy().tolist()
+    ([[0.5, 0.5]], [-0.5])
     """
 
     _ranges: tuple[tuple[str, float], ...] = ()

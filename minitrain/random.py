@@ -48,7 +48,23 @@ def manual_seed(seed: int) -> None:
 
 def host_generator() -> np.random.Generator:
     """The current stream (a NumPy ``Generator`` on the host): the innermost :func:`seeded` block's, else the
-    default one."""
+    default one.
+
+    Returns
+    -------
+    numpy.random.Generator
+        Drawing from it advances the current stream.
+
+    Examples
+    --------
+    >>> from minitrain import random
+    >>> with random.seeded(0) as stream:
+    ...     random.host_generator() is stream
+    True
+    >>> with random.seeded(0):
+    ...     random.host_generator().integers(0, 100, size=3).tolist()
+    [85, 63, 51]
+    """
     stream = _context.get()
     return _default["stream"] if stream is None else stream
 
@@ -80,5 +96,22 @@ def seeded(seed: Any) -> Iterator[np.random.Generator]:
 
 
 def spawn_seed() -> int:
-    """A new seed drawn from the current stream, for a generator of one's own."""
+    """A new seed drawn from the current stream, for a generator of one's own.
+
+    Returns
+    -------
+    int
+        In ``[0, 2**63 - 1)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from minitrain import random
+    >>> with random.seeded(7):
+    ...     a = np.random.default_rng(random.spawn_seed()).random()
+    >>> with random.seeded(7):
+    ...     b = np.random.default_rng(random.spawn_seed()).random()
+    >>> a == b
+    True
+    """
     return int(host_generator().integers(0, 2**63 - 1))

@@ -46,6 +46,23 @@ class LRScheduler:
     last_epoch : int, default=-1
         The last step taken: -1 starts fresh, recording each ``group['initial_lr']`` (``base_lrs``); a larger
         value resumes and needs them. Construction takes one step, to ``last_epoch + 1``.
+
+    Examples
+    --------
+    A subclass gives the lr of each step in closed form, in ``lr_at``:
+
+    >>> from minitrain import nn, optim, schedules
+    >>> class HalvingLR(schedules.LRScheduler):
+    ...     def lr_at(self, t, base_lr, group=0):
+    ...         return base_lr * 0.5**t
+    >>> opt = optim.SGD(nn.Linear(2, 1), lr=1.0)
+    >>> sched = HalvingLR(opt)
+    >>> sched.get_last_lr()
+    [1.0]
+    >>> sched.step()
+    >>> sched.step()
+    >>> sched.get_last_lr(), opt.param_groups[0]["lr"], sched.last_epoch
+    ([0.25], 0.25, 2)
     """
 
     _unsaved: tuple[str, ...] = ("optimizer",)

@@ -27,6 +27,29 @@ class NonFiniteLossError(ValueError, FloatingPointError):
     the weights it had after its last finite epoch (and its optimizer's state was cleared), so it stays usable.
 
     ``what`` says what became non-finite (e.g. "the training loss became inf") and ``epoch`` in which epoch.
+
+    Parameters
+    ----------
+    message : str
+    what : str, default=''
+    epoch : int, default=0
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from minitrain import data, functional as F, nn, optim, training
+    >>> model = nn.Linear(2, 1, backend="numpy")
+    >>> crit = lambda out, y, w, n: F.mse_loss(out, y.reshape(-1, 1))
+    >>> trainer = training.Trainer(model, crit, optim.SGD(model, lr=0.1), batch_size=4)
+    >>> y = np.zeros(8)
+    >>> y[5] = np.inf
+    >>> try:
+    ...     trainer.fit(data.ArrayDataset(np.ones((8, 2)), y, backend="numpy"), epochs=3)
+    ... except training.NonFiniteLossError as err:
+    ...     print(err.what, "in epoch", err.epoch)
+    the training loss became inf in epoch 1
+    >>> bool(np.isfinite(model.weight.numpy()).all())  # the weights of the last finite epoch
+    True
     """
 
     def __init__(self, message: str, what: str = "", epoch: int = 0) -> None:

@@ -360,3 +360,18 @@ def test_a_parameter_used_outside_linear_first_is_not_overwritten(backend):
     layer(x).sum().backward()  # must add, not overwrite
     gw, _ = _reference_grads(layer.weight.numpy(), None, [x])
     np.testing.assert_allclose(backend.to_numpy(layer.weight.grad), gw + 2.0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [nn.ReLU, nn.Tanh, lambda: nn.Softmax(1), lambda: nn.LogSoftmax(1), nn.Flatten, lambda: nn.Dropout(0.5),
+     lambda: nn.BatchNorm2d(3)],
+    ids=["ReLU", "Tanh", "Softmax", "LogSoftmax", "Flatten", "Dropout", "BatchNorm2d"],
+)  # fmt: skip
+def test_layers_take_arrays_as_linear_does(make):
+    x = np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32)
+    layer = make()
+    out = layer(x)
+    assert isinstance(out, mt.Tensor) and out.shape[0] == 4
+    if not isinstance(layer, nn.Dropout):  # the same as from a Tensor
+        np.testing.assert_allclose(out.numpy(), layer(mt.Tensor(x)).numpy(), rtol=1e-6)

@@ -28,7 +28,28 @@ _instances: dict[tuple[str, int | None], Backend] = {}
 
 @dataclass(frozen=True)
 class BackendInfo:
-    """One registered backend: its name, whether it can run here, and why not."""
+    """One registered backend: its name, whether it can run here, and why not.
+
+    :func:`list_backends` returns them.
+
+    Parameters
+    ----------
+    name : str
+        What ``get_backend`` takes.
+    available : bool
+        Whether the backend can run here.
+    reason : str
+        Why not ('' when available).
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> info = next(i for i in mt.list_backends() if i.name == "numpy")
+    >>> info.available, str(info)
+    (True, 'numpy: available')
+    >>> str(mt.backend.BackendInfo("gpu", False, "no CUDA device"))
+    'gpu: unavailable (no CUDA device)'
+    """
 
     name: str
     available: bool
@@ -58,6 +79,17 @@ def register_backend(name: str, target: Any) -> None:
         Name users pass to ``get_backend``; must not contain ':'.
     target : type or str
         A ``Backend`` subclass, or where to import it from.
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain.backend import NumpyBackend, unregister_backend
+    >>> class MyBackend(NumpyBackend):
+    ...     name = "mine"
+    >>> mt.register_backend("mine", MyBackend)
+    >>> mt.nn.Linear(3, 2, backend="mine").backend.name
+    'mine'
+    >>> unregister_backend("mine")
     """
     if ":" in name:
         raise ValueError(f"backend name {name!r} must not contain ':'")
@@ -70,7 +102,24 @@ def register_backend(name: str, target: Any) -> None:
 
 
 def unregister_backend(name: str) -> None:
-    """Forget a backend registered with ``register_backend`` (or found as an entry point)."""
+    """Forget a backend registered with ``register_backend`` (or found as an entry point).
+
+    Parameters
+    ----------
+    name : str
+        Unknown names are ignored.
+
+    Examples
+    --------
+    >>> from minitrain.backend import get_backend, register_backend, unregister_backend
+    >>> register_backend("reference", "minitrain.backend.numpy:NumpyBackend")  # imported on first use
+    >>> type(get_backend("reference")).__name__
+    'NumpyBackend'
+    >>> unregister_backend("reference")
+    >>> get_backend("reference")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: unknown backend 'reference'; registered backends: ...
+    """
     with _lock:
         _discover().pop(name, None)
         _classes.pop(name, None)
@@ -157,6 +206,16 @@ def get_backend(name: str | Backend | None = None) -> Backend:
     ValueError
         If the name is unknown or the backend cannot run here; the message lists every backend
         and its status.
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> be = mt.get_backend("numpy")
+    >>> be.name, be.device, be is mt.get_backend("numpy")  # one instance per name and device
+    ('numpy', 'cpu', True)
+    >>> with mt.use_backend("numpy"):
+    ...     mt.get_backend().name
+    'numpy'
     """
     if isinstance(name, Backend):
         return name
@@ -194,7 +253,27 @@ def get_backend(name: str | Backend | None = None) -> Backend:
 
 
 def set_backend(name: str | Backend) -> Backend:
-    """Make ``name`` the current backend of this context (thread or task); returns it."""
+    """Make ``name`` the current backend of this context (thread or task); returns it.
+
+    Parameters
+    ----------
+    name : str or Backend
+        As for :func:`get_backend`.
+
+    Returns
+    -------
+    Backend
+
+    Examples
+    --------
+    >>> import contextvars
+    >>> import minitrain as mt
+    >>> ctx = contextvars.copy_context()  # a context of its own, so the example leaves the session's alone
+    >>> ctx.run(mt.set_backend, "numpy").name
+    'numpy'
+    >>> ctx.run(lambda: mt.tensor([1.0]).backend.name)
+    'numpy'
+    """
     backend = get_backend(name)
     set_current(backend)
     return backend

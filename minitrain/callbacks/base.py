@@ -19,6 +19,28 @@ class Callback(BaseEstimator):
     ``set_weights()`` and ``estimator`` (the estimator being fitted, or None). Constructor arguments are
     hyperparameters (``get_params`` / ``set_params`` / ``clone`` work as for estimators), so an estimator
     can route ``callbacks__<name>__<param>`` to them.
+
+    Examples
+    --------
+    A callback that halves the learning rate every ``every`` epochs and records it:
+
+    >>> import numpy as np
+    >>> from minitrain import data, functional as F, nn, optim, training
+    >>> from minitrain.callbacks import Callback
+    >>> class HalveLR(Callback):
+    ...     def __init__(self, every=2):
+    ...         self.every = every
+    ...
+    ...     def on_epoch_end(self, trainer):
+    ...         trainer.history.record("halved", trainer.epoch % self.every == 0)
+    ...         if trainer.epoch % self.every == 0:
+    ...             trainer.lr = trainer.lr / 2
+    >>> model = nn.Linear(2, 1, backend="numpy")
+    >>> crit = lambda out, y, w, n: F.mse_loss(out, y.reshape(-1, 1))
+    >>> trainer = training.Trainer(model, crit, optim.SGD(model, lr=0.1), batch_size=4, callbacks=[HalveLR()])
+    >>> _ = trainer.fit(data.ArrayDataset(np.ones((8, 2)), np.ones(8), backend="numpy"), epochs=4)
+    >>> trainer.history[:, "halved"], trainer.lr, HalveLR(every=3).get_params()
+    ([False, True, False, True], 0.025, {'every': 3})
     """
 
     def initialize(self) -> Callback:

@@ -14,7 +14,27 @@ __all__ = ["GradientMonitor", "GradientWarning"]
 
 
 class GradientWarning(UserWarning):
-    """Gradients vanish or explode (warned by :class:`GradientMonitor`)."""
+    """Gradients vanish or explode (warned by :class:`GradientMonitor`).
+
+    A ``UserWarning``: filter it by category, e.g. ``warnings.filterwarnings("error", category=GradientWarning)``
+    to stop a fit whose gradients explode.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from minitrain import data, functional as F, nn, optim, training
+    >>> from minitrain.callbacks import GradientMonitor, GradientWarning
+    >>> model = nn.Linear(2, 1, backend="numpy")
+    >>> crit = lambda out, y, w, n: F.mse_loss(out, y.reshape(-1, 1))
+    >>> monitor = GradientMonitor(explode_threshold=0.0)  # any gradient counts as exploding
+    >>> trainer = training.Trainer(model, crit, optim.SGD(model, lr=0.1), batch_size=4, callbacks=[monitor])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = trainer.fit(data.ArrayDataset(np.ones((8, 2)), np.zeros(8), backend="numpy"), epochs=1)
+    >>> [w.category.__name__ for w in caught if issubclass(w.category, GradientWarning)], monitor.exploding_
+    (['GradientWarning'], {'Linear': 1})
+    """
 
 
 _VANISH_REMEDY = "ReLU-like activations, batch normalization or residual connections keep gradients flowing"

@@ -38,34 +38,36 @@ from .loss_ops import (
     mse_loss,
 )
 from .recurrent_ops import gru, lstm
-from .spatial_ops import adaptive_avg_pool2d, adaptive_max_pool2d, dropout1d, dropout2d
-from .tensor_ops import (
+from .shape_ops import (
     abs,
-    add,
     astype,
     clip,
     concatenate,
-    div,
     exp,
     flatten,
     getitem,
     log,
-    matmul,
-    max,
     maximum,
-    mean,
-    min,
     minimum,
-    mul,
-    neg,
-    pow,
     reshape,
     sqrt,
     stack,
-    sub,
-    sum,
     transpose,
     where,
+)
+from .spatial_ops import adaptive_avg_pool2d, adaptive_max_pool2d, dropout1d, dropout2d
+from .tensor_ops import (
+    add,
+    div,
+    matmul,
+    max,
+    mean,
+    min,
+    mul,
+    neg,
+    pow,
+    sub,
+    sum,
 )
 
 __all__ = [

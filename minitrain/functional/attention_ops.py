@@ -11,7 +11,8 @@ import numpy as np
 
 from ..autograd import Tensor
 from .layer_ops import dropout
-from .tensor_ops import matmul, mul, transpose
+from .shape_ops import transpose
+from .tensor_ops import matmul, mul
 
 _make = Tensor._make
 

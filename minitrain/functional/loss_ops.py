@@ -55,6 +55,40 @@ def cross_entropy(
     ``'mean'`` divides by the summed weights of the targets (as PyTorch does). A sample whose class index
     is ``ignore_index`` has loss 0 and gradient 0 and is left out of the mean (which is NaN when every sample
     is ignored, as in PyTorch); probability targets ignore nothing.
+
+    Parameters
+    ----------
+    input : Tensor of shape (n, c)
+        Logits.
+    target : array_like or Tensor
+        Class indices of shape (n,) (integers) or probabilities of shape (n, c).
+    weight : array_like of shape (c,), optional
+        Class weights.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+        'none' returns the loss of each sample, of shape (n,).
+    label_smoothing : float, default=0.0
+        In [0, 1]: mix this much of the uniform distribution into the targets.
+    ignore_index : int, default=-100
+        Class index whose samples are left out.
+
+    Returns
+    -------
+    Tensor
+        A scalar, or one value per sample with ``reduction='none'``.
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> logits = mt.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    >>> loss = F.cross_entropy(logits, [0, 2])
+    >>> round(loss.item(), 4)
+    0.6691
+    >>> F.cross_entropy(logits, [0, -100], reduction="none").numpy().astype(float).round(4).tolist()
+    [0.2395, 0.0]
+    >>> loss.backward()
+    >>> logits.grad.astype(float).round(4).tolist()
+    [[-0.1065, 0.0533, 0.0533], [0.1667, 0.1667, -0.3333]]
     """
     _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
@@ -116,7 +150,35 @@ def binary_cross_entropy_with_logits(
     pos_weight: Any = None,
     reduction: str = "mean",
 ) -> Tensor:
-    """Binary cross-entropy of sigmoid(input) against targets in [0, 1], as one node."""
+    """Binary cross-entropy of sigmoid(input) against targets in [0, 1], as one node.
+
+    Parameters
+    ----------
+    input : Tensor
+        Logits.
+    target : array_like or Tensor
+        Of ``input``'s shape, in [0, 1] (booleans are accepted).
+    weight : array_like, optional
+        Weights of the elements, broadcast against ``input``.
+    pos_weight : array_like, optional
+        Weight of the positive term, e.g. one per column (class) to balance rare positives.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+
+    Returns
+    -------
+    Tensor
+        A scalar, or the loss of each element with ``reduction='none'``.
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> logits = mt.tensor([0.0, 2.0, -2.0])
+    >>> round(F.binary_cross_entropy_with_logits(logits, [1.0, 1.0, 0.0]).item(), 4)
+    0.3157
+    >>> F.binary_cross_entropy_with_logits(logits, [1, 0, 0], reduction="none").numpy().astype(float).round(4).tolist()
+    [0.6931, 2.1269, 0.1269]
+    """
     _check_reduction(reduction)
     be = input.backend
     t = _target(target, input).astype(input.dtype, copy=False)
@@ -132,7 +194,32 @@ def binary_cross_entropy_with_logits(
 
 
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Mean squared error as one node over the ``mse`` kernel."""
+    """Mean squared error as one node over the ``mse`` kernel.
+
+    Parameters
+    ----------
+    input : Tensor
+    target : array_like or Tensor
+        Of ``input``'s shape.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+        'none' returns the squared error of each element.
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> x = mt.tensor([1.0, 2.0, 4.0], requires_grad=True)
+    >>> loss = F.mse_loss(x, [1.0, 0.0, 1.0])
+    >>> loss.backward()
+    >>> round(loss.item(), 4), x.grad.astype(float).round(4).tolist()
+    (4.3333, [0.0, 1.3333, 2.0])
+    >>> F.mse_loss(x, [1.0, 0.0, 1.0], reduction="sum").item()
+    13.0
+    """
     _check_reduction(reduction)
     t = _target(target, input)
     if tuple(t.shape) != input.shape:

@@ -1,4 +1,4 @@
-"""Differentiable tensor math: arithmetic, reductions, shape ops, elementwise functions."""
+"""Differentiable tensor math: arithmetic and reductions (shape ops and elementwise functions: ``shape_ops``)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,30 @@ def _is_scalar(x: Any) -> bool:
 
 # ---------------------------------------------------------------------- arithmetic
 def add(a: Any, b: Any) -> Tensor:
-    """Elementwise ``a + b`` with broadcasting."""
+    """Elementwise ``a + b`` with broadcasting.
+
+    Parameters
+    ----------
+    a, b : Tensor, array_like or scalar
+        At least one of them a Tensor; the other is converted to its backend (and float dtype).
+
+    Returns
+    -------
+    Tensor
+        The broadcast sum; the gradient of each operand is summed back to its shape.
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> a = mt.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    >>> y = F.add(a, mt.tensor([10.0, 20.0]))
+    >>> y.numpy().tolist()
+    [[11.0, 22.0], [13.0, 24.0]]
+    >>> y.sum().backward()
+    >>> a.grad.tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
     if isinstance(a, Tensor) and _is_scalar(b):
         return _make(a.data + b, a.backend, (a,), lambda g: (g,))
     a, b = _pair(a, b)
@@ -78,7 +101,26 @@ def add(a: Any, b: Any) -> Tensor:
 
 
 def sub(a: Any, b: Any) -> Tensor:
-    """Elementwise ``a - b`` with broadcasting."""
+    """Elementwise ``a - b`` with broadcasting.
+
+    Parameters
+    ----------
+    a, b : Tensor, array_like or scalar
+        At least one of them a Tensor.
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> F.sub(mt.tensor([5.0, 7.0]), 2.0).numpy().tolist()
+    [3.0, 5.0]
+    >>> F.sub(1.0, mt.tensor([0.25, 0.5])).numpy().tolist()
+    [0.75, 0.5]
+    """
     if isinstance(a, Tensor) and _is_scalar(b):
         return _make(a.data - b, a.backend, (a,), lambda g: (g,))
     a, b = _pair(a, b)
@@ -87,7 +129,26 @@ def sub(a: Any, b: Any) -> Tensor:
 
 
 def mul(a: Any, b: Any) -> Tensor:
-    """Elementwise ``a * b`` with broadcasting."""
+    """Elementwise ``a * b`` with broadcasting.
+
+    Parameters
+    ----------
+    a, b : Tensor, array_like or scalar
+        At least one of them a Tensor.
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> a = mt.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> F.mul(a, mt.tensor([4.0, 5.0, 6.0])).sum().backward()
+    >>> a.grad.tolist()
+    [4.0, 5.0, 6.0]
+    """
     if isinstance(a, Tensor) and _is_scalar(b):
         return _make(a.data * b, a.backend, (a,), lambda g: (g * b,))
     a, b = _pair(a, b)
@@ -101,7 +162,24 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 def div(a: Any, b: Any) -> Tensor:
-    """Elementwise ``a / b`` with broadcasting."""
+    """Elementwise ``a / b`` with broadcasting.
+
+    Parameters
+    ----------
+    a, b : Tensor, array_like or scalar
+        At least one of them a Tensor.
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> F.div(mt.tensor([1.0, 3.0]), mt.tensor([2.0, 4.0])).numpy().tolist()
+    [0.5, 0.75]
+    """
     if isinstance(a, Tensor) and _is_scalar(b):
         return _make(a.data / b, a.backend, (a,), lambda g: (g / b,))
     a, b = _pair(a, b)
@@ -116,12 +194,51 @@ def div(a: Any, b: Any) -> Tensor:
 
 
 def neg(a: Tensor) -> Tensor:
-    """Elementwise ``-a``."""
+    """Elementwise ``-a``.
+
+    Parameters
+    ----------
+    a : Tensor
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> F.neg(mt.tensor([1.0, -2.0])).numpy().tolist()
+    [-1.0, 2.0]
+    """
     return _make(-a.data, a.backend, (a,), lambda g: (-g,))
 
 
 def pow(a: Any, p: Any) -> Tensor:
-    """Elementwise ``a ** p``; ``p`` a scalar or a tensor."""
+    """Elementwise ``a ** p``; ``p`` a scalar or a tensor.
+
+    Parameters
+    ----------
+    a : Tensor or array_like
+    p : scalar, Tensor or array_like
+        The exponent; a tensor exponent gets a gradient too (taken where ``a > 0``).
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> a = mt.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> y = F.pow(a, 2)
+    >>> y.numpy().tolist()
+    [1.0, 4.0, 9.0]
+    >>> y.sum().backward()
+    >>> a.grad.tolist()
+    [2.0, 4.0, 6.0]
+    """
     if isinstance(a, Tensor) and _is_scalar(p):
         ad = a.data
         return _make(ad**p, a.backend, (a,), lambda g: (g * p * ad ** (p - 1),))
@@ -140,7 +257,27 @@ def pow(a: Any, p: Any) -> Tensor:
 
 
 def matmul(a: Any, b: Any) -> Tensor:
-    """Matrix product with NumPy's rules (1-D vectors, batched broadcasting)."""
+    """Matrix product with NumPy's rules (1-D vectors, batched broadcasting).
+
+    Parameters
+    ----------
+    a, b : Tensor or array_like
+        At least one of them a Tensor; 2-D products run on the backend's ``gemm`` kernel.
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> a = mt.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> F.matmul(a, mt.tensor([[1.0], [1.0]])).numpy().tolist()
+    [[3.0], [7.0]]
+    >>> F.matmul(mt.tensor([1.0, 1.0]), a).shape  # a 1-D vector on the left
+    (2,)
+    """
     a, b = _pair(a, b)
     be = a.backend
     ad, bd = a.data, b.data
@@ -187,13 +324,57 @@ def _spread(x: Tensor, value: Any, axes: tuple[int, ...], keepdims: bool, scale:
 
 
 def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
-    """Sum over ``axis`` (all axes by default)."""
+    """Sum over ``axis`` (all axes by default).
+
+    Parameters
+    ----------
+    x : Tensor
+    axis : int or tuple of int, optional
+    keepdims : bool, default=False
+        Keep the reduced axes with length 1.
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> x = mt.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> F.sum(x).item(), F.sum(x, axis=0).numpy().tolist(), F.sum(x, axis=1, keepdims=True).shape
+    (10.0, [4.0, 6.0], (2, 1))
+    """
     axes = _axes(axis, x.ndim)
     return _spread(x, x.data.sum(axis=axes, keepdims=keepdims), axes, keepdims)
 
 
 def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
-    """Mean over ``axis`` (all axes by default)."""
+    """Mean over ``axis`` (all axes by default).
+
+    Parameters
+    ----------
+    x : Tensor
+    axis : int or tuple of int, optional
+    keepdims : bool, default=False
+        Keep the reduced axes with length 1.
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> x = mt.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    >>> y = F.mean(x, axis=1)
+    >>> y.numpy().tolist()
+    [1.5, 3.5]
+    >>> y.sum().backward()
+    >>> x.grad.tolist()
+    [[0.5, 0.5], [0.5, 0.5]]
+    """
     axes = _axes(axis, x.ndim)
     count = 1
     for a in axes:
@@ -216,180 +397,51 @@ def _extremum(x: Tensor, axis: Any, keepdims: bool, largest: bool) -> Tensor:
 
 
 def max(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
-    """Maximum over ``axis``; tied maxima share the gradient."""
+    """Maximum over ``axis``; tied maxima share the gradient.
+
+    Parameters
+    ----------
+    x : Tensor
+    axis : int or tuple of int, optional
+        All axes by default.
+    keepdims : bool, default=False
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> x = mt.tensor([1.0, 3.0, 3.0], requires_grad=True)
+    >>> y = F.max(x)
+    >>> y.backward()
+    >>> y.item(), x.grad.tolist()
+    (3.0, [0.0, 0.5, 0.5])
+    """
     return _extremum(x, axis, keepdims, True)
 
 
 def min(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
-    """Minimum over ``axis``; tied minima share the gradient."""
+    """Minimum over ``axis``; tied minima share the gradient.
+
+    Parameters
+    ----------
+    x : Tensor
+    axis : int or tuple of int, optional
+        All axes by default.
+    keepdims : bool, default=False
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> from minitrain import functional as F
+    >>> F.min(mt.tensor([[4.0, 1.0], [2.0, 5.0]]), axis=1).numpy().tolist()
+    [1.0, 2.0]
+    """
     return _extremum(x, axis, keepdims, False)
-
-
-# ---------------------------------------------------------------------- shape
-def reshape(x: Tensor, *shape: Any) -> Tensor:
-    """A tensor with the same data in a new shape."""
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    old = x.shape
-    return _make(x.data.reshape(shape), x.backend, (x,), lambda g: (g.reshape(old),))
-
-
-def astype(x: Tensor, dtype: Any) -> Tensor:
-    """Cast to ``dtype``; the gradient is cast back."""
-    old = x.dtype
-    if old == dtype:
-        return x
-    return _make(x.data.astype(dtype), x.backend, (x,), lambda g: (g.astype(old),))
-
-
-def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    """Merge axes ``start_dim..end_dim`` into one."""
-    shape = x.shape
-    if not shape:
-        return reshape(x, (1,))
-    s, e = start_dim % len(shape), end_dim % len(shape)
-    n = 1
-    for d in shape[s : e + 1]:
-        n *= d
-    return reshape(x, (*shape[:s], n, *shape[e + 1 :]))
-
-
-def transpose(x: Tensor, *axes: Any) -> Tensor:
-    """Permute axes (reverse them by default)."""
-    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-        axes = tuple(axes[0])
-    perm = tuple(int(a) % x.ndim for a in axes) if axes else tuple(reversed(range(x.ndim)))
-    inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
-    return _make(x.data.transpose(perm), x.backend, (x,), lambda g: (g.transpose(inverse),))
-
-
-def _basic_index(key: Any) -> bool:
-    keys = key if isinstance(key, tuple) else (key,)
-    return all(k is None or k is Ellipsis or isinstance(k, (int, slice)) for k in keys)
-
-
-def getitem(x: Tensor, key: Any) -> Tensor:
-    """Indexing and slicing with NumPy's rules; repeated fancy indices accumulate gradients."""
-    if isinstance(key, Tensor):
-        key = key.data
-    elif isinstance(key, tuple):
-        key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
-    xp = x.backend.xp
-    shape, dtype = x.shape, x.dtype
-    basic = _basic_index(key)
-
-    def bw(g: Any) -> tuple[Any]:
-        out = xp.zeros(shape, dtype=dtype)
-        if basic:
-            out[key] += g
-        else:
-            xp.add.at(out, key, g)
-        return (out,)
-
-    return _make(x.data[key], x.backend, (x,), bw)
-
-
-def concatenate(tensors: Any, axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis."""
-    tensors = list(tensors)
-    first = tensors[0] if isinstance(tensors[0], Tensor) else next(t for t in tensors if isinstance(t, Tensor))
-    tensors = [_tensor(t, first) for t in tensors]
-    xp = first.backend.xp
-    ax = axis % tensors[0].ndim
-    bounds = []
-    total = 0
-    for t in tensors:
-        total += t.shape[ax]
-        bounds.append(total)
-
-    def bw(g: Any) -> tuple[Any, ...]:
-        return tuple(xp.split(g, bounds[:-1], axis=ax))
-
-    return _make(xp.concatenate([t.data for t in tensors], axis=ax), first.backend, tuple(tensors), bw)
-
-
-def stack(tensors: Any, axis: int = 0) -> Tensor:
-    """Join same-shaped tensors along a new axis."""
-    tensors = list(tensors)
-    first = next(t for t in tensors if isinstance(t, Tensor))
-    tensors = [_tensor(t, first) for t in tensors]
-    xp = first.backend.xp
-    ax = axis % (tensors[0].ndim + 1)
-
-    def bw(g: Any) -> tuple[Any, ...]:
-        return tuple(xp.take(g, i, axis=ax) for i in range(len(tensors)))
-
-    return _make(xp.stack([t.data for t in tensors], axis=ax), first.backend, tuple(tensors), bw)
-
-
-# ---------------------------------------------------------------------- elementwise math
-def exp(x: Tensor) -> Tensor:
-    """Elementwise exponential."""
-    y = x.backend.xp.exp(x.data)
-    return _make(y, x.backend, (x,), lambda g: (g * y,))
-
-
-def log(x: Tensor) -> Tensor:
-    """Elementwise natural logarithm."""
-    xd = x.data
-    return _make(x.backend.xp.log(xd), x.backend, (x,), lambda g: (g / xd,))
-
-
-def sqrt(x: Tensor) -> Tensor:
-    """Elementwise square root."""
-    y = x.backend.xp.sqrt(x.data)
-    return _make(y, x.backend, (x,), lambda g: (g * 0.5 / y,))
-
-
-def abs(x: Tensor) -> Tensor:
-    """Elementwise absolute value (gradient 0 at 0)."""
-    xp = x.backend.xp
-    xd = x.data
-    return _make(xp.abs(xd), x.backend, (x,), lambda g: (g * xp.sign(xd),))
-
-
-def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
-    """Clamp values to ``[min, max]``; the gradient passes where ``min <= x <= max``."""
-    xp = x.backend.xp
-    xd = x.data
-    y = xp.clip(xd, min, max)
-
-    def bw(g: Any) -> tuple[Any]:
-        inside = xp.ones(xd.shape, dtype=bool)
-        if min is not None:
-            inside &= xd >= min
-        if max is not None:
-            inside &= xd <= max
-        return (g * inside,)
-
-    return _make(y, x.backend, (x,), bw)
-
-
-def where(condition: Any, a: Any, b: Any) -> Tensor:
-    """Elementwise ``a if condition else b`` with broadcasting."""
-    like = a if isinstance(a, Tensor) else b
-    if not isinstance(like, Tensor):
-        raise TypeError("where() needs at least one of a, b to be a Tensor")
-    a, b = _tensor(a, like), _tensor(b, like)
-    xp = like.backend.xp
-    cond = condition.data if isinstance(condition, Tensor) else like.backend.asarray(condition)
-    cond = cond.astype(bool, copy=False)
-    sa, sb = a.shape, b.shape
-
-    def bw(g: Any) -> tuple[Any, Any]:
-        zero = xp.zeros((), dtype=g.dtype)
-        return _unbroadcast(xp.where(cond, g, zero), sa), _unbroadcast(xp.where(cond, zero, g), sb)
-
-    return _make(xp.where(cond, a.data, b.data), like.backend, (a, b), bw)
-
-
-def maximum(a: Any, b: Any) -> Tensor:
-    """Elementwise maximum (ties send the gradient to ``a``)."""
-    a, b = _pair(a, b)
-    return where(a.data >= b.data, a, b)
-
-
-def minimum(a: Any, b: Any) -> Tensor:
-    """Elementwise minimum (ties send the gradient to ``a``)."""
-    a, b = _pair(a, b)
-    return where(a.data <= b.data, a, b)

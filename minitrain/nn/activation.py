@@ -10,42 +10,120 @@ from .module import Module
 
 
 class Activation(Module):
-    """An elementwise activation backed by the ``act`` kernel (``act_name``, ``act_alpha``)."""
+    """An elementwise activation backed by the ``act`` kernel (``act_name``, ``act_alpha``).
+
+    The base of the activation modules: a subclass sets ``act_name`` (one of ``minitrain.backend.ACTIVATIONS``)
+    and, if it takes one, ``act_alpha``; a ``Linear`` followed by it in a ``Sequential`` runs as one fused node.
+    ``Activation()`` itself is the identity.
+
+    Parameters
+    ----------
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> class SteepLeakyReLU(mt.nn.Activation):  # a subclass names its kernel activation (and parameter)
+    ...     act_name, act_alpha = "leaky_relu", 0.2
+    >>> SteepLeakyReLU()(mt.tensor([-1.0, 2.0])).numpy().astype(float).round(4).tolist()
+    [-0.2, 2.0]
+    >>> mt.nn.Activation()(mt.tensor([-1.0, 2.0])).numpy().tolist()
+    [-1.0, 2.0]
+    """
 
     act_name = "identity"
     act_alpha = 0.01
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the activation."""
-        return F.activation(x, self.act_name, self.act_alpha)
+    def forward(self, x: Any) -> Tensor:
+        """Apply the activation (``x``: a Tensor or an array of this module's backend or the host)."""
+        return F.activation(self._tensor(x), self.act_name, self.act_alpha)
 
 
 class ReLU(Activation):
-    """max(x, 0)."""
+    """max(x, 0).
+
+    Parameters
+    ----------
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> mt.nn.ReLU()(mt.tensor([-1.0, 0.0, 2.0])).numpy().tolist()
+    [0.0, 0.0, 2.0]
+    """
 
     act_name = "relu"
 
 
 class Sigmoid(Activation):
-    """1 / (1 + exp(-x))."""
+    """1 / (1 + exp(-x)).
+
+    Parameters
+    ----------
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> mt.nn.Sigmoid()(mt.tensor([-2.0, 0.0, 2.0])).numpy().astype(float).round(4).tolist()
+    [0.1192, 0.5, 0.8808]
+    """
 
     act_name = "sigmoid"
 
 
 class Tanh(Activation):
-    """tanh(x)."""
+    """tanh(x).
+
+    Parameters
+    ----------
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> mt.nn.Tanh()(mt.tensor([-1.0, 0.0, 1.0])).numpy().astype(float).round(4).tolist()
+    [-0.7616, 0.0, 0.7616]
+    """
 
     act_name = "tanh"
 
 
 class Softplus(Activation):
-    """log(1 + exp(x))."""
+    """log(1 + exp(x)).
+
+    Parameters
+    ----------
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> mt.nn.Softplus()(mt.tensor([-1.0, 0.0, 1.0])).numpy().astype(float).round(4).tolist()
+    [0.3133, 0.6931, 1.3133]
+    """
 
     act_name = "softplus"
 
 
 class LeakyReLU(Activation):
-    """x if x > 0 else negative_slope * x, for ``negative_slope >= 0``."""
+    """x if x > 0 else negative_slope * x, for ``negative_slope >= 0``.
+
+    Parameters
+    ----------
+    negative_slope : float, default=0.01
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> layer = mt.nn.LeakyReLU(0.1)
+    >>> layer
+    LeakyReLU(negative_slope=0.1)
+    >>> layer(mt.tensor([-2.0, 3.0])).numpy().astype(float).round(4).tolist()
+    [-0.2, 3.0]
+    """
 
     act_name = "leaky_relu"
 
@@ -60,7 +138,19 @@ class LeakyReLU(Activation):
 
 
 class ELU(Activation):
-    """x if x > 0 else alpha * (exp(x) - 1), for ``alpha > 0``."""
+    """x if x > 0 else alpha * (exp(x) - 1), for ``alpha > 0``.
+
+    Parameters
+    ----------
+    alpha : float, default=1.0
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> mt.nn.ELU(alpha=2.0)(mt.tensor([-1.0, 0.0, 3.0])).numpy().astype(float).round(4).tolist()
+    [-1.2642, 0.0, 3.0]
+    """
 
     act_name = "elu"
 
@@ -75,7 +165,22 @@ class ELU(Activation):
 
 
 class GELU(Activation):
-    """Gaussian error linear unit (exact, or ``approximate='tanh'``)."""
+    """Gaussian error linear unit (exact, or ``approximate='tanh'``).
+
+    Parameters
+    ----------
+    approximate : {'none', 'tanh'}, default='none'
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> x = mt.tensor([-1.0, 0.0, 1.0])
+    >>> mt.nn.GELU()(x).numpy().astype(float).round(4).tolist()
+    [-0.1587, 0.0, 0.8413]
+    >>> mt.nn.GELU(approximate="tanh")
+    GELU(approximate='tanh')
+    """
 
     def __init__(self, approximate: str = "none", backend: Any = None) -> None:
         super().__init__(backend)
@@ -89,26 +194,50 @@ class GELU(Activation):
 
 
 class Softmax(Module):
-    """Softmax along ``dim``."""
+    """Softmax along ``dim``.
+
+    Parameters
+    ----------
+    dim : int, default=-1
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> mt.nn.Softmax(dim=1)(mt.tensor([[0.0, 0.0], [0.0, 1.0]])).numpy().astype(float).round(4).tolist()
+    [[0.5, 0.5], [0.2689, 0.7311]]
+    """
 
     def __init__(self, dim: int = -1, backend: Any = None) -> None:
         super().__init__(backend)
         self.dim = dim
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Any) -> Tensor:
         """Apply softmax."""
-        return F.softmax(x, self.dim)
+        return F.softmax(self._tensor(x), self.dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
 
 class LogSoftmax(Softmax):
-    """Log-softmax along ``dim``."""
+    """Log-softmax along ``dim``.
 
-    def forward(self, x: Tensor) -> Tensor:
+    Parameters
+    ----------
+    dim : int, default=-1
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> mt.nn.LogSoftmax()(mt.tensor([[0.0, 0.0]])).numpy().astype(float).round(4).tolist()
+    [[-0.6931, -0.6931]]
+    """
+
+    def forward(self, x: Any) -> Tensor:
         """Apply log-softmax."""
-        return F.log_softmax(x, self.dim)
+        return F.log_softmax(self._tensor(x), self.dim)
 
 
 def activation_module(name: str, backend: Any = None) -> Activation:

@@ -20,6 +20,17 @@ class Dropout(Module):
     seed : int, optional
         Seed of this layer's own generator of masks (``self.generator``); by default one is drawn from the
         current stream (see :mod:`minitrain.random`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import minitrain as mt
+    >>> drop = mt.nn.Dropout(0.5, seed=0)
+    >>> y = drop(mt.tensor(np.ones((4, 250), dtype=np.float32))).numpy()
+    >>> sorted(np.unique(y).tolist()), bool(0.4 < (y == 0).mean() < 0.6)  # the kept values are scaled by 2
+    ([0.0, 2.0], True)
+    >>> drop.eval()(mt.tensor([1.0, 2.0])).numpy().tolist()  # identity in eval mode
+    [1.0, 2.0]
     """
 
     def __init__(self, p: float = 0.5, backend: Any = None, seed: int | None = None) -> None:
@@ -29,9 +40,9 @@ class Dropout(Module):
         self.p = float(p)
         self.register_generator("generator", seed)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Any) -> Tensor:
         """Apply dropout (training) or pass through (eval)."""
-        return F.dropout(x, self.p, self.training, generator=self.generator)
+        return F.dropout(self._tensor(x), self.p, self.training, generator=self.generator)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -20,6 +20,30 @@ class Parameter(Tensor):
     into the model's flat buffers. After ``zero_grad`` the gradient is known to be zero, so the first
     gradient of the next backward pass may be written straight into it (e.g. by a ``Linear`` GEMM).
     Setting ``requires_grad = False`` freezes it: backward passes and optimizers leave it alone.
+
+    Parameters
+    ----------
+    data : array_like
+        Initial values (Python floats become float32; arrays keep their dtype).
+    backend : str or Backend, optional
+        The current backend by default.
+    dtype : dtype, optional
+        Convert to this dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import minitrain as mt
+    >>> w = mt.nn.Parameter(np.full((2, 2), 3.0, dtype=np.float32))
+    >>> w.requires_grad, w.is_leaf
+    (True, True)
+    >>> (w * w).sum().backward()
+    >>> w.grad.tolist()
+    [[6.0, 6.0], [6.0, 6.0]]
+    >>> layer = mt.nn.Module()
+    >>> layer.w = w  # assigning a Parameter to a module registers it
+    >>> [name for name, _ in layer.named_parameters()]
+    ['w']
     """
 
     __slots__ = ("_flat", "_grad_zero")
@@ -65,6 +89,27 @@ class FlatBuffer:
     A buffer over parameters that already form a contiguous run of another buffer is a view into
     it (no copy, nobody rebound); otherwise the parameters are copied in and rebound, which makes
     the buffers they belonged to stale (``is_current()`` False).
+
+    Parameters
+    ----------
+    params : tuple of Parameter
+        Of one dtype and backend.
+    parent : FlatBuffer, optional
+        The buffer these parameters are a contiguous run of, starting at element ``start``: this one is a view.
+    start : int, default=0
+
+    Examples
+    --------
+    Build them with :func:`flatten_parameters` (or ``Module.flat_parameters``):
+
+    >>> import minitrain as mt
+    >>> net = mt.nn.Linear(3, 2)
+    >>> (fb,) = net.flat_parameters()
+    >>> fb.size, len(fb.params), fb.is_current()
+    (8, 2, True)
+    >>> fb.data[...] = 0  # the parameters are views into the buffer
+    >>> float(abs(net.weight.numpy()).sum()), net.weight.shape
+    (0.0, (2, 3))
     """
 
     def __init__(self, params: tuple[Parameter, ...], parent: FlatBuffer | None = None, start: int = 0) -> None:
@@ -168,6 +213,21 @@ def flatten_parameters(params: Iterable[Parameter]) -> list[FlatBuffer]:
     Returns
     -------
     list of FlatBuffer
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import minitrain as mt
+    >>> from minitrain.nn import flatten_parameters
+    >>> net = mt.nn.Sequential(mt.nn.Linear(3, 4), mt.nn.Linear(4, 1))
+    >>> buffers = flatten_parameters(net.parameters())
+    >>> [(fb.size, len(fb.params), str(fb.dtype)) for fb in buffers]
+    [(21, 4, 'float32')]
+    >>> flatten_parameters(net.parameters())[0] is buffers[0]  # already flat: reused
+    True
+    >>> half = mt.nn.Parameter(np.zeros(3, dtype=np.float16))
+    >>> [str(fb.dtype) for fb in flatten_parameters([*net.parameters(), half])]  # one buffer per dtype
+    ['float32', 'float16']
     """
     seen: dict[int, Parameter] = {}
     for p in params:

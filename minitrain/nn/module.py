@@ -23,6 +23,28 @@ class Module:
     ----------
     backend : str or Backend, optional
         Where this module's arrays live; the current backend by default.
+
+    Examples
+    --------
+    A model of one's own: call ``super().__init__()``, assign its layers and parameters, write ``forward``.
+
+    >>> import numpy as np
+    >>> import minitrain as mt
+    >>> from minitrain import nn
+    >>> class ScaledMLP(nn.Module):
+    ...     def __init__(self, n_in, n_hidden, n_out, backend=None):
+    ...         super().__init__(backend)
+    ...         self.hidden = nn.Linear(n_in, n_hidden, activation="relu", backend=self.backend)
+    ...         self.out = nn.Linear(n_hidden, n_out, backend=self.backend)
+    ...         self.scale = nn.Parameter(np.ones(n_out, dtype=np.float32), backend=self.backend)
+    ...
+    ...     def forward(self, x):
+    ...         return self.out(self.hidden(x)) * self.scale
+    >>> net = ScaledMLP(3, 8, 2)
+    >>> [name for name, _ in net.named_parameters()]
+    ['scale', 'hidden.weight', 'hidden.bias', 'out.weight', 'out.bias']
+    >>> net(mt.tensor([[1.0, 2.0, 3.0]])).shape, net.num_parameters(), net.eval().training
+    ((1, 2), 52, False)
     """
 
     training: bool
@@ -113,6 +135,16 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
+
+    def _tensor(self, x: Any, dtype: Any = None) -> Any:
+        """``x`` as a Tensor on this module's backend: a Tensor as it is (cast to ``dtype`` if given), an array
+        (host or backend) or nested list wrapped, so every layer takes arrays as ``Linear`` does."""
+        from .. import functional as F
+        from ..autograd import Tensor
+
+        if isinstance(x, Tensor):
+            return x if dtype is None or x.dtype == dtype else F.astype(x, dtype)
+        return Tensor(x, backend=self._backend, dtype=dtype)
 
     # ---------------------------------------------------------------- traversal
     def named_children(self) -> Iterator[tuple[str, Module]]:

@@ -26,6 +26,17 @@ class BatchNorm1d(Module):
         Keep running mean/variance for eval mode (else batch statistics are always used).
     dtype : str, default='float32'
     backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> bn = mt.nn.BatchNorm1d(2)
+    >>> bn(mt.tensor([[1.0, 10.0], [3.0, 30.0]])).numpy().astype(float).round(3).tolist()
+    [[-1.0, -1.0], [1.0, 1.0]]
+    >>> bn.state_dict()["running_mean"].astype(float).round(2).tolist()  # momentum 0.1 of the batch mean
+    [0.2, 2.0]
+    >>> bn.eval()(mt.tensor([[0.2, 2.0]])).numpy().astype(float).round(3).tolist()  # running statistics
+    [[0.0, 0.0]]
     """
 
     _expected_ndim = (2, 3)
@@ -53,8 +64,9 @@ class BatchNorm1d(Module):
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Any) -> Tensor:
         """Normalize with batch statistics (training) or running statistics (eval)."""
+        x = self._tensor(x, None if self.weight is None else self.weight.dtype)
         if x.ndim not in self._expected_ndim or x.shape[1] != self.num_features:
             raise ValueError(
                 f"{type(self).__name__}({self.num_features}) expects input of {self._expected_ndim} dims "

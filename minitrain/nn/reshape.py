@@ -27,6 +27,8 @@ class Unflatten(Module):
     unflattened_size : sequence of int
         The shape it becomes; their product must equal the axis's length (one entry may be -1).
 
+    Notes
+    -----
     Shapes: input ``(*, S, *)`` with ``S = prod(unflattened_size)`` at ``dim``; output ``(*, *unflattened_size, *)``.
 
     Examples
