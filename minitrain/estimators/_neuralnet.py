@@ -248,7 +248,8 @@ class BaseNeuralNet(NetEstimator):
             train_idx, valid_idx = next(iter(split.split(X, y)), (None, None))
             if train_idx is None or len(train_idx) == 0 or len(valid_idx) == 0:
                 raise ValueError(f"train_split={split!r} gave no split with both training and validation samples")
-        self._split_ = (key, np.asarray(train_idx), np.asarray(valid_idx))
+        index = np.min_scalar_type(max(X.shape[0] - 1, 0))  # 1-4 bytes per sample in pickles, not int64's 8
+        self._split_ = (key, np.asarray(train_idx).astype(index), np.asarray(valid_idx).astype(index))
 
         def part(idx: Any) -> tuple:
             return tuple(None if a is None else _safe_indexing(a, idx) for a in (X, y, sw))
