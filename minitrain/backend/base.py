@@ -77,7 +77,29 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
 def canonical_activation(name: str | None) -> str:
-    """Return the canonical activation name, accepting the aliases 'logistic', 'linear' and None."""
+    """Return the canonical activation name, accepting the aliases 'logistic', 'linear' and None.
+
+    Parameters
+    ----------
+    name : str or None
+        One of ``ACTIVATIONS`` or an alias.
+
+    Returns
+    -------
+    str
+        One of ``ACTIVATIONS``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is neither.
+
+    Examples
+    --------
+    >>> from minitrain.backend import canonical_activation
+    >>> canonical_activation("logistic"), canonical_activation(None), canonical_activation("relu")
+    ('sigmoid', 'identity', 'relu')
+    """
     name = _ALIASES.get(name, name)
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
@@ -86,7 +108,19 @@ def canonical_activation(name: str | None) -> str:
 
 class Geometry2d(NamedTuple):
     """The windows of a 2-D convolution or pooling over NCHW input: kernel ``(kh, kw)``, stride ``(sh, sw)``,
-    zero padding ``(ph, pw)`` on each side, and the output's height and width ``(ho, wo)``."""
+    zero padding ``(ph, pw)`` on each side, and the output's height and width ``(ho, wo)``.
+
+    Build one with :func:`geometry2d`; the conv and pooling kernels take it.
+
+    Examples
+    --------
+    >>> from minitrain.backend import geometry2d
+    >>> g = geometry2d((1, 3, 32, 32), kernel_size=3, stride=2, padding=1)
+    >>> g
+    Geometry2d(kh=3, kw=3, sh=2, sw=2, ph=1, pw=1, ho=16, wo=16)
+    >>> g.ho == (32 + 2 * g.ph - g.kh) // g.sh + 1
+    True
+    """
 
     kh: int
     kw: int
@@ -172,6 +206,25 @@ class Backend:
     ----------
     device : int, optional
         Device index for backends with several devices (``"cupy:1"``); CPU backends ignore it.
+
+    Examples
+    --------
+    A backend that overrides one kernel, and leaves the arguments it does not handle to the reference:
+
+    >>> import minitrain as mt
+    >>> from minitrain.backend import Backend, register_backend, unregister_backend
+    >>> class TracingBackend(Backend):
+    ...     name = "tracing"
+    ...     seen = []
+    ...
+    ...     def act(self, z, activation="identity", *, alpha=0.01, out=None):
+    ...         self.seen.append(activation)
+    ...         return NotImplemented  # the reference kernel runs instead, with the same arguments
+    >>> register_backend("tracing", TracingBackend)
+    >>> y = mt.nn.ReLU(backend="tracing")(mt.tensor([-1.0, 2.0], backend="tracing"))
+    >>> y.numpy().tolist(), TracingBackend.seen, y.backend.name
+    ([0.0, 2.0], ['relu'], 'tracing')
+    >>> unregister_backend("tracing")
     """
 
     name = "base"

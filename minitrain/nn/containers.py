@@ -105,7 +105,21 @@ def _fused(lin: Linear, act: Activation) -> Callable[[Any], Tensor]:
 
 
 class Identity(Module):
-    """Returns its input unchanged."""
+    """Returns its input unchanged.
+
+    A placeholder where a layer is optional (e.g. the default shortcut of :class:`Residual`).
+
+    Parameters
+    ----------
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import minitrain as mt
+    >>> x = mt.tensor([1.0, 2.0])
+    >>> mt.nn.Identity()(x) is x
+    True
+    """
 
     def forward(self, x: Any) -> Any:
         """Return ``x``."""
@@ -113,7 +127,23 @@ class Identity(Module):
 
 
 class Flatten(Module):
-    """Merge axes ``start_dim..end_dim`` (by default all but the batch axis)."""
+    """Merge axes ``start_dim..end_dim`` (by default all but the batch axis).
+
+    Parameters
+    ----------
+    start_dim : int, default=1
+    end_dim : int, default=-1
+        Both included; negative values count from the end.
+    backend : str or Backend, optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import minitrain as mt
+    >>> x = mt.tensor(np.zeros((2, 3, 4, 5), dtype=np.float32))
+    >>> mt.nn.Flatten()(x).shape, mt.nn.Flatten(start_dim=2)(x).shape
+    ((2, 60), (2, 3, 20))
+    """
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1, backend: Any = None) -> None:
         super().__init__(backend)
@@ -136,6 +166,18 @@ class Residual(Module):
         The residual branch; its output shape must match the shortcut's.
     shortcut : Module, optional
         A projection (e.g. ``Linear``) when the shapes differ.
+    backend : str or Backend, optional
+        By default ``module``'s.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import minitrain as mt
+    >>> mt.nn.Residual(mt.nn.ReLU())(mt.tensor([-1.0, 2.0])).numpy().tolist()  # relu(x) + x
+    [-1.0, 4.0]
+    >>> block = mt.nn.Residual(mt.nn.Linear(4, 8, activation="relu"), shortcut=mt.nn.Linear(4, 8))
+    >>> block(np.ones((2, 4), dtype=np.float32)).shape
+    (2, 8)
     """
 
     def __init__(self, module: Module, shortcut: Module | None = None, backend: Any = None) -> None:
