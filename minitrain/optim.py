@@ -83,31 +83,26 @@ class Optimizer:
 
     Notes
     -----
-    A parameter with ``requires_grad`` False is frozen: no update, penalty or clipping touches it or its state
-    (clipping norms cover the trainable parameters only), and its step count stands still, so when unfrozen it
-    resumes from its own moments and step, as a PyTorch parameter whose gradient is None. While every parameter
-    of a buffer trains with the same step count, a step is one kernel call over the whole buffer; otherwise one
-    per run of consecutive trainable parameters with equal step counts.
+    A parameter with ``requires_grad`` False is frozen: no update, penalty or clipping touches it or its state,
+    and its step count stands still, so when unfrozen it resumes from its own moments and step, as a PyTorch
+    parameter whose gradient is None. A step is one kernel call per flat buffer (or per run of consecutive
+    trainable parameters with equal step counts, where some sat out steps).
 
     Examples
     --------
-    A subclass passes its hyperparameters as ``defaults`` and implements ``_update(fb, group, state)``, the update
-    of one flat buffer ``fb`` (its ``data`` and ``grad`` arrays) with its group's hyperparameters and its own
-    ``state`` dict (``state['step']`` counts the steps):
+    A subclass passes its hyperparameters as ``defaults`` and implements ``_update(fb, group, state)``: the update
+    of flat buffer ``fb`` (``data``, ``grad``) with its group's hyperparameters and ``state`` (``state['step']``):
 
-    >>> import minitrain as mt
-    >>> from minitrain import nn, optim
+    >>> from minitrain import init, nn, optim, tensor
     >>> class SignSGD(optim.Optimizer):
     ...     def __init__(self, params, lr=0.01):
     ...         super().__init__(params, dict(lr=lr, weight_decay=0.0, l1=0.0))
-    ...
     ...     def _update(self, fb, group, state):
     ...         fb.data -= group["lr"] * fb.backend.xp.sign(fb.grad)
     >>> model = nn.Linear(2, 1)
-    >>> _ = mt.init.ones_(model.weight)
+    >>> _ = init.ones_(model.weight)
     >>> opt = SignSGD(model, lr=0.5)
-    >>> (model(mt.tensor([[1.0, 2.0]])) ** 2).sum().backward()
-    >>> opt.step()
+    >>> (model(tensor([[1.0, 2.0]])) ** 2).sum().backward(); opt.step()
     >>> model.weight.numpy().tolist(), model.bias.numpy().tolist()
     ([[0.5, 0.5]], [-0.5])
     """
@@ -264,10 +259,8 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore hyperparameters and state saved by ``state_dict`` (of any backend) into this optimizer's backend.
-
-        Atomic: everything is checked and converted first; if anything does not fit, it raises and nothing changed.
-        """
+        """Restore hyperparameters and state saved by ``state_dict`` (of any backend) into this optimizer's backend;
+        atomic: everything is checked and converted first, and if anything does not fit, nothing changes."""
         name, groups = type(self).__name__, state_dict["param_groups"]
         sizes = [len(g["params"]) for g in self.param_groups]
         if [len(g["params"]) for g in groups] != sizes:
@@ -313,9 +306,8 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with momentum or Nesterov momentum (PyTorch's rule).
-
-    ``dampening`` lies in [0, 1]; ``nesterov`` needs ``momentum > 0`` and ``dampening == 0``.
+    """Stochastic gradient descent with momentum or Nesterov momentum (PyTorch's rule); ``dampening`` lies in
+    [0, 1], ``nesterov`` needs ``momentum > 0`` and ``dampening == 0``.
 
     Examples
     --------
@@ -323,8 +315,7 @@ class SGD(Optimizer):
     >>> model = nn.Linear(3, 1)
     >>> opt = optim.SGD(model, lr=0.1, momentum=0.9)
     >>> (model(tensor([[1.0, 2.0, 3.0]])) ** 2).sum().backward()
-    >>> opt.step()
-    >>> opt.zero_grad()
+    >>> opt.step(); opt.zero_grad()
     """
 
     _ranges = (("momentum", _INF), ("dampening", 1.0))
@@ -353,9 +344,8 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with bias correction (PyTorch's rule); ``weight_decay`` adds an L2 penalty to the gradient.
-
-    ``betas`` are the decay rates of the first and second moment estimates, each in [0, 1).
+    """Adam with bias correction (PyTorch's rule); ``weight_decay`` adds an L2 penalty to the gradient, ``betas``
+    are the decay rates of the first and second moment estimates, each in [0, 1).
 
     Examples
     --------
@@ -403,9 +393,8 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    """RMSprop, optionally ``centered`` (normalized by the gradient's variance) and with momentum (PyTorch's rule).
-
-    ``alpha`` is the smoothing constant of the squared-gradient average, in [0, 1].
+    """RMSprop, optionally ``centered`` (normalized by the gradient's variance) and with momentum (PyTorch's rule);
+    ``alpha``, in [0, 1], is the smoothing constant of the squared-gradient average.
 
     Examples
     --------
@@ -434,8 +423,7 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad with learning-rate decay, ``lr / (1 + (t - 1) * lr_decay)`` at step t (PyTorch's rule).
-
+    """Adagrad with learning-rate decay, ``lr / (1 + (t - 1) * lr_decay)`` at step t (PyTorch's rule);
     ``initial_accumulator_value`` starts the sum of squared gradients.
 
     Examples
