@@ -214,6 +214,7 @@ def test_regular_then_editable_install_keeps_numba_usable(tmp_path):
     first = json.loads(_run([python, "-W", "ignore", "-c", FIT_ON_NUMBA], env, tmp_path).splitlines()[-1])
     assert first["backend"] == "numba"
     assert pathlib.Path(first["file"]).is_relative_to(site_packages)
+    assert (site_packages / "minitrain_cupy" / "kernels.cu").is_file()  # package data: the CUDA source
     assert _cache_files(env_dir) == []
     assert _cache_files(cache_home / "minitrain" / "numba"), "the kernels were not cached in XDG_CACHE_HOME"
 
