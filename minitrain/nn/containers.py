@@ -149,9 +149,9 @@ class Flatten(Module):
         super().__init__(backend)
         self.start_dim, self.end_dim = start_dim, end_dim
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Any) -> Tensor:
         """Flatten ``x``."""
-        return F.flatten(x, self.start_dim, self.end_dim)
+        return F.flatten(self._tensor(x), self.start_dim, self.end_dim)
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
