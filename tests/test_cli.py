@@ -316,6 +316,18 @@ def test_backends_lists_every_backend_versions_blas_and_the_jit_cache(capsys):
         assert report["numba"]["threads"] >= 1 and "cache_size" in report["numba"]
 
 
+def test_backends_shows_where_the_numba_backend_caches_its_kernels(monkeypatch, capsys):
+    """Through the backend's ``jit_cache_dir`` extension: the CLI names no plugin module."""
+    if not dict((i.name, i.available) for i in mt.list_backends()).get("numba"):
+        pytest.skip("the numba backend cannot run here")
+    from minitrain_numba import _cache
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert main(["backends", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["numba"]["cache_dir"] == _cache.cache_root() is not None
+    assert "minitrain_numba" not in (ROOT / "minitrain" / "cli" / "_backends.py").read_text()
+
+
 def test_backends_reports_cuda_devices_through_cupy(monkeypatch):
     runtime = types.SimpleNamespace(
         runtimeGetVersion=lambda: 12040, driverGetVersion=lambda: 12060, getDeviceCount=lambda: 1,

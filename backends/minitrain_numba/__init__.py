@@ -62,7 +62,10 @@ class NumbaBackend(ConvMixin, RecurrentMixin, Backend):
     """
 
     name = "numba"
-    extensions: ClassVar[dict[str, Any]] = {"mlp_loss_grad": "minitrain_numba._mlp:mlp_loss_grad"}
+    extensions: ClassVar[dict[str, Any]] = {
+        "mlp_loss_grad": "minitrain_numba._mlp:mlp_loss_grad",
+        "jit_cache_dir": "minitrain_numba._cache:cache_root",  # where the kernels are cached (minitrain backends)
+    }
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:

@@ -123,10 +123,7 @@ def numba_info() -> dict[str, Any]:
         "cache_dir": os.environ.get("NUMBA_CACHE_DIR") or None,
     }
     if out["cache_dir"] is None:
-        try:  # the plugin's own rule for where its kernels are cached (see minitrain_numba._cache)
-            out["cache_dir"] = importlib.import_module("minitrain_numba._cache").cache_root()
-        except ImportError:
-            out["cache_dir"] = None
+        out["cache_dir"] = _jit_cache_dir()
     size = files = 0
     for folder, _, names in os.walk(out["cache_dir"]) if out["cache_dir"] else ():
         for n in names:
@@ -137,6 +134,21 @@ def numba_info() -> dict[str, Any]:
                 pass
     out["cache_size"], out["cache_files"] = size, files
     return out
+
+
+def _jit_cache_dir() -> str | None:
+    """Where compiled kernels are cached: the ``jit_cache_dir`` extension of the first available backend that
+    offers one (the Numba backend's own rule), or None."""
+    from ..backend import get_backend, list_backends
+
+    for info in list_backends():
+        try:
+            find = get_backend(info.name).extension("jit_cache_dir") if info.available else None
+        except Exception:  # a plugin that loads but cannot start: no cache to show
+            continue
+        if find is not None:
+            return find()
+    return None
 
 
 def report() -> dict[str, Any]:
