@@ -18,14 +18,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks.common import cnn, mlp
+from benchmarks.common import cnn, mlp, recurrent_classifier
 
 Epoch = Callable[[], None]
 
 
 @dataclass(frozen=True)
 class Workload:
-    """A network and its data: ``kind`` 'mlp' (``layers``) or 'cnn' (1 x 28 x 28 images, 10 classes)."""
+    """A network and its data: ``kind`` 'mlp' (``layers``), 'cnn' (1 x 28 x 28 images, 10 classes), or 'lstm' /
+    'gru' (``layers`` = (seq_len, features, hidden, classes): batch-first sequences, the last step into a
+    ``Linear``)."""
 
     name: str
     kind: str
@@ -39,6 +41,10 @@ class Workload:
         if self.kind == "mlp":
             pairs = list(itertools.pairwise(self.layers))
             return sum(4 * i * o for i, o in pairs) + sum(2 * i * o for i, o in pairs[1:])
+        if self.kind in ("lstm", "gru"):  # per step: input and recurrent GEMMs, their weight grads, dh
+            T, F, H, C = self.layers
+            rows = (4 if self.kind == "lstm" else 3) * H
+            return T * (4 * F * rows + 6 * H * rows) + 6 * H * C
         conv1, conv2 = 2 * 32 * 1 * 9 * 28 * 28, 2 * 64 * 32 * 9 * 14 * 14
         fc = 2 * 64 * 7 * 7 * 128 + 2 * 128 * 10
         return 2 * conv1 + 3 * conv2 + 3 * fc
@@ -46,6 +52,12 @@ class Workload:
     def data(self, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``samples`` float32 rows (or images) whose 10 classes a linear map separates, with noise."""
         rng = np.random.default_rng(seed)
+        if self.kind in ("lstm", "gru"):  # classes a linear map of the sequence's mean and last step separates
+            T, F, _, C = self.layers
+            X = rng.standard_normal((self.samples, T, F), dtype=np.float32)
+            feats = np.concatenate([X.mean(axis=1) * np.sqrt(T), X[:, -1]], axis=1)
+            y = np.argmax(feats @ rng.standard_normal((2 * F, C)).astype(np.float32), axis=1).astype(np.int64)
+            return X, y
         n_features = self.layers[0] if self.kind == "mlp" else 28 * 28
         X = rng.standard_normal((self.samples, n_features), dtype=np.float32)
         y = np.argmax(X @ rng.standard_normal((n_features, 10)).astype(np.float32), axis=1).astype(np.int64)
@@ -56,6 +68,9 @@ WORKLOADS = {
     "mlp-256-128": Workload("MLP 784-256-128-10, batch 128", "mlp", (784, 256, 128, 10), 128, 60000),
     "mlp-512-256": Workload("MLP 784-512-256-10, batch 256", "mlp", (784, 512, 256, 10), 256, 60000),
     "cnn": Workload("CNN conv32-pool-conv64-pool-fc128 on 28x28, batch 64", "cnn", (), 64, 2048),
+    "cnn-128": Workload("CNN conv32-pool-conv64-pool-fc128 on 28x28, batch 128", "cnn", (), 128, 2048),
+    "lstm": Workload("LSTM 8-64, 50 steps, last -> Linear(64, 5), batch 128", "lstm", (50, 8, 64, 5), 128, 8192),
+    "gru": Workload("GRU 8-64, 50 steps, last -> Linear(64, 5), batch 128", "gru", (50, 8, 64, 5), 128, 8192),
 }
 
 
@@ -102,6 +117,8 @@ def torch_epoch(X: np.ndarray, y: np.ndarray, w: Workload, seed: int = 0) -> Epo
         mods: list[Any] = []
         for i, (a, b) in enumerate(itertools.pairwise(w.layers)):
             mods += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(w.layers) - 2 else [])
+    elif w.kind in ("lstm", "gru"):
+        mods = [_torch_recurrent(w.kind, *w.layers[1:])]
     else:
         mods = [nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU()]
         mods += [nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10)]
@@ -121,6 +138,32 @@ def torch_epoch(X: np.ndarray, y: np.ndarray, w: Workload, seed: int = 0) -> Epo
     return epoch
 
 
+def _torch_recurrent(kind: str, features: int, hidden: int, classes: int) -> Any:
+    """``nn.LSTM`` / ``nn.GRU`` (batch first), its last layer's final hidden state into a ``Linear``."""
+    from torch import nn
+
+    class RecurrentClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(features, hidden, batch_first=True)
+            self.fc = nn.Linear(hidden, classes)
+
+        def forward(self, x: Any) -> Any:
+            _, h = self.rnn(x)
+            return self.fc((h[0] if kind == "lstm" else h)[-1])
+
+    return RecurrentClassifier()
+
+
+def _minitrain_model(w: Workload, be: Any, seed: int) -> Any:
+    if w.kind == "mlp":
+        return mlp(w.layers, be, seed)
+    if w.kind in ("lstm", "gru"):
+        _, features, hidden, classes = w.layers
+        return recurrent_classifier(w.kind, features, hidden, classes, be, seed)
+    return cnn(be, seed)
+
+
 def minitrain_epoch(backend: str) -> Callable[..., Epoch]:
     """The same network in minitrain on ``backend``: ``nn.Sequential``, ``optim.Adam``, ``F.cross_entropy``."""
 
@@ -130,7 +173,7 @@ def minitrain_epoch(backend: str) -> Callable[..., Epoch]:
         from minitrain import optim
 
         be = mt.get_backend(backend)
-        model = mlp(w.layers, be, seed) if w.kind == "mlp" else cnn(be, seed)
+        model = _minitrain_model(w, be, seed)
         opt = optim.Adam(model.parameters(), lr=1e-3)
         rng = np.random.default_rng(seed)
 

@@ -1,8 +1,9 @@
 """minitrain against its peers, side by side in one process: ``python asv_benchmarks/peers.py``.
 
-Workloads (``--workloads``, see ``contenders.py``): MNIST-shaped synthetic data (60000 x 784, 10 classes)
-through an MLP 784-256-128-10 at batch 128 and 784-512-256-10 at batch 256, and a small CNN on 28 x 28
-images; Adam, float32, a fixed number of epochs. Contenders, each written as its users write it:
+Workloads (``--workloads``, every one by default, see ``contenders.py``): MNIST-shaped synthetic data (60000 x 784,
+10 classes) through an MLP 784-256-128-10 at batch 128 and 784-512-256-10 at batch 256, a small CNN on 28 x 28
+images at batch 64 and 128, and an LSTM and a GRU (hidden 64) over 50 steps of 8 features, the last step into 5
+classes, at batch 128; Adam, float32, a fixed number of epochs. Contenders, each written as its users write it:
 scikit-learn's ``MLPClassifier.partial_fit`` (MLPs only), PyTorch CPU (if importable; ``pip install
 torch==2.13.0``, never an unpinned torch), minitrain's ``nn``/``optim`` loop on every available CPU
 backend, minitrain's ``MLPClassifier.partial_fit`` on numba, and the MLP step's GEMMs alone (the ceiling).
@@ -260,7 +261,7 @@ def gpu_tables(repeats: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Parse the options and emit the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default="mlp-256-128,mlp-512-256,cnn", help=f"from {', '.join(WORKLOADS)}")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"from {', '.join(WORKLOADS)}")
     parser.add_argument("--samples", type=int, default=None, help="samples per epoch (default: the workload's)")
     parser.add_argument("--repeats", type=int, default=5, help="timings per contender (default 5)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per timing (default 1)")

@@ -150,16 +150,17 @@ def test_pool_gradcheck(backend, rng, kernel, stride, padding, op):
 
 def test_first_layer_skips_the_input_gradient(backend, rng, monkeypatch):
     seen = []
-    original = backend.conv2d_backward
+    for name in ("conv2d_backward", "conv2d_act_pool_backward"):
+        original = getattr(backend, name)
 
-    def spy(*args, **kwargs):
-        seen.append(kwargs["need_input_grad"])
-        return original(*args, **kwargs)
+        def spy(*args, _name=name, _original=original, **kwargs):
+            seen.append((_name, kwargs["need_input_grad"]))
+            return _original(*args, **kwargs)
 
-    monkeypatch.setattr(backend, "conv2d_backward", spy)
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3))
+        monkeypatch.setattr(backend, name, spy)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3))  # conv + relu run fused
     net(rng.standard_normal((2, 1, 7, 7)).astype(np.float32)).sum().backward()
-    assert seen == [True, False]  # backward runs last layer first
+    assert seen == [("conv2d_backward", True), ("conv2d_act_pool_backward", False)]  # last layer first
     assert all(p.grad is not None for p in net.parameters())
 
 

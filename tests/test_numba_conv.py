@@ -16,6 +16,7 @@ from minitrain.backend import get_backend
 pytest.importorskip("numba")
 pytest.importorskip("minitrain_numba")
 from minitrain_numba import _conv
+from minitrain_numba._kernels import CODES as _CODES
 
 DTYPES = ("float32", "float64")
 #: float32 dweight sums 50k products at the CNN's shapes: both sides round differently (the GEMM's grid differs).
@@ -160,12 +161,13 @@ def test_non_contiguous_inputs_match_the_reference(nb, ref):
 
 @pytest.fixture
 def no_kernels(monkeypatch):
-    """Make any call into the Numba convolution kernels fail: what runs must be the reference."""
+    """Make any call into the Numba convolution and pooling kernels fail: what runs must be the reference."""
 
     def refuse():
         raise AssertionError("a Numba conv kernel ran where the reference should have")
 
     monkeypatch.setattr(_conv, "_ck", refuse)
+    monkeypatch.setattr(_conv, "_cg", refuse)
 
 
 def test_unsupported_dtypes_and_mixes_fall_back_to_the_reference(nb, ref, no_kernels):
@@ -197,21 +199,114 @@ def test_empty_batch_falls_back_to_the_reference(nb, ref, no_kernels):
 
 def test_supported_calls_run_the_numba_kernels(nb, monkeypatch):
     calls = []
-    real = _conv._ck()
+    real_ck, real_cg = _conv._ck(), _conv._cg()
 
     class Spy:
-        def __getattr__(self, name):
-            calls.append(name)
-            return getattr(real, name)
+        def __init__(self, real):
+            self.real = real
 
-    monkeypatch.setattr(_conv, "_ck", Spy)
+        def __getattr__(self, name):
+            if name == "kernels":
+                return lambda code, pooled: calls.append(("kernels", code, pooled)) or real_cg.kernels(code, pooled)
+            if name != "AVAILABLE":
+                calls.append(name)
+            return getattr(self.real, name)
+
+    monkeypatch.setattr(_conv, "_ck", lambda: Spy(real_ck))
+    monkeypatch.setattr(_conv, "_cg", lambda: Spy(real_cg))
     x, w = rand((2, 2, 6, 6), "float32"), rand((3, 2, 3, 3), "float32")
     y = nb.conv2d(x, w, None, padding=1)
     nb.conv2d_backward(y, x, w, padding=1)
+    yb, ab = nb.conv2d_act_pool(x, w, None, padding=1, activation="tanh")
+    nb.conv2d_act_pool_backward(yb, x, w, yb, ab, padding=1, activation="tanh")
     p, am = nb.maxpool2d(x)
     nb.maxpool2d_backward(p, am, x.shape)
     nb.avgpool2d_backward(nb.avgpool2d(x), x.shape)
+    identity, tanh = _CODES["identity"], _CODES["tanh"]
     assert calls == [
-        "im2col", "onp_to_nop", "nop_to_onp", "im2col", "col2im",
+        ("kernels", identity, False), ("kernels", identity, False), ("kernels", tanh, True), ("kernels", tanh, True),
         "maxpool", "avgpool", "avgpool_backward",
     ]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- conv -> act -> pool
+#: (x shape, weight shape, stride, padding, pool): same convolutions (the shifted-run copies) with various
+#: kernels and paddings, valid and strided ones (the row-by-row copies), pools that leave pixels out
+BLOCKS = [
+    ((64, 1, 28, 28), (32, 1, 3, 3), 1, 1, (2, 2)),  # the small CNN's layers
+    ((8, 32, 14, 14), (64, 32, 3, 3), 1, 1, (2, 2)),
+    ((3, 2, 9, 11), (4, 2, 5, 5), 1, 2, (2, 2)),
+    ((3, 2, 9, 11), (4, 2, 3, 5), 1, (1, 2), (3, 2)),
+    ((3, 3, 7, 7), (5, 3, 1, 1), 1, 0, (1, 1)),
+    ((3, 2, 9, 10), (4, 2, 3, 3), 1, 0, (2, 3)),
+    ((3, 2, 11, 9), (4, 2, 3, 3), 2, 1, (2, 2)),
+    ((2, 3, 10, 12), (5, 3, 5, 2), (1, 3), (3, 0), (1, 1)),
+    ((1, 2, 12, 13), (3, 2, 1, 1), 1, 0, (12, 12)),  # 144 offsets: int32 argmax
+]
+
+
+def block_all(be, x, w, b, stride, padding, pool, act="relu"):
+    """The block's forward and both backward variants: a dict of every result."""
+    kw = {"stride": stride, "padding": padding, "activation": act, "pool": pool}
+    y, am = be.conv2d_act_pool(x, w, b, **kw)
+    g = rand(y.shape, x.dtype, seed=9)
+    out = {"y": y, "argmax": am}
+    for need in (True, False):
+        for name, v in zip(("dx", "dw", "db"), be.conv2d_act_pool_backward(g, x, w, y, am, need_input_grad=need, **kw)):
+            out[f"{name} {need}"] = v
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("xs", "ws", "stride", "padding", "pool"), BLOCKS)
+@pytest.mark.parametrize("driver", ["compiled", "python"])
+def test_conv_blocks_match_the_reference(nb, ref, monkeypatch, dtype, xs, ws, stride, padding, pool, driver):
+    """Both drivers (compiled GEMM calls, and the same passes around np.matmul), over several chunks."""
+    monkeypatch.setattr(_conv, "CHUNK_BYTES", 1 << 16)  # several chunks, the last one partial
+    if driver == "python":
+        monkeypatch.setattr(_conv._cg(), "AVAILABLE", False)
+    x, w, b = rand(xs, dtype, 1), rand(ws, dtype, 2), rand(ws[:1], dtype, 3)
+    got, want = block_all(nb, x, w, b, stride, padding, pool), block_all(ref, x, w, b, stride, padding, pool)
+    if want["argmax"] is None:
+        assert got["argmax"] is None
+    else:
+        assert got["argmax"].dtype == want["argmax"].dtype
+        np.testing.assert_array_equal(got["argmax"], want["argmax"])
+    for key, value in want.items():
+        if key != "argmax":
+            close(got[key], value, dtype)
+    kw = {"stride": stride, "padding": padding}
+    y = nb.conv2d(x, w, b, **kw)
+    close(y, ref.conv2d(x, w, b, **kw), dtype)
+    g = rand(y.shape, dtype, 4)
+    for a, e in zip(nb.conv2d_backward(g, x, w, **kw), ref.conv2d_backward(g, x, w, **kw), strict=True):
+        close(a, e, dtype)
+
+
+@pytest.mark.parametrize("act", ["relu", "identity", "leaky_relu"])
+def test_conv_block_nan_and_inf_follow_the_reference(nb, ref, act):
+    x, w = rand((2, 2, 8, 9), "float64"), rand((3, 2, 3, 3), "float64")
+    b = np.array([0.0, np.inf, -np.inf])
+    x[0, 0, 3, 3] = np.nan  # NaN in some windows of every channel
+    x[1, 1, 0, 0] = np.inf
+    kw = {"padding": 1, "activation": act, "pool": 2}
+    with np.errstate(invalid="ignore"):
+        (y, am), (y_ref, am_ref) = nb.conv2d_act_pool(x, w, b, **kw), ref.conv2d_act_pool(x, w, b, **kw)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(am, am_ref)
+
+
+def test_conv_block_rejects_what_it_cannot_take(nb, ref, no_kernels):
+    x, w = rand((2, 2, 6, 6), "float32"), rand((3, 2, 3, 3), "float32")
+    y, am = ref.conv2d_act_pool(x, w.astype("float64"), None)
+    for got, want in zip(nb.conv2d_act_pool(x, w.astype("float64"), None), (y, am), strict=True):  # mixed dtypes
+        np.testing.assert_array_equal(got, want)
+    g = rand(y.shape, "float32")
+    for got, want in zip(  # an argmax that is not an integer array
+        nb.conv2d_act_pool_backward(g, x, w, y, am.astype("float32"), padding=0),
+        ref.conv2d_act_pool_backward(g, x, w, y, am.astype("float32"), padding=0),
+        strict=True,
+    ):
+        close(got, want, "float32")
+    with pytest.raises(ValueError, match="gelu"):
+        nb.conv2d_act_pool(x, w, None, activation="gelu")

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import timeit
 
-from .common import BACKENDS, Bench, TrainStep, backend_or_skip, classification_data, cnn, lstm_classifier, mlp
+from .common import (
+    BACKENDS,
+    Bench,
+    TrainStep,
+    backend_or_skip,
+    classification_data,
+    cnn,
+    lstm_classifier,
+    mlp,
+    recurrent_classifier,
+)
 
 
 class MLPStep(Bench):
@@ -25,26 +35,56 @@ class MLPStep(Bench):
         self.step()
 
     def track_samples_per_second(self, backend, spec):
-        reps = 20
-        return reps * self.step.x.shape[0] / min(timeit.repeat(self.step, number=reps, repeat=3))
+        return _rate(self.step, 20)
 
     track_samples_per_second.unit = "samples/s"
 
 
 class CNNStep(Bench):
-    """conv32-pool-conv64-pool-fc128-fc10 on 1 x 28 x 28 images, batch 64."""
+    """conv32-pool-conv64-pool-fc128-fc10 on 1 x 28 x 28 images, batch 64 and 128 (peers.py's cnn, cnn-128)."""
 
-    params = (BACKENDS,)
-    param_names = ["backend"]
+    params = (BACKENDS, [64, 128])
+    param_names = ["backend", "batch"]
     timeout = 300
 
-    def setup(self, backend):
+    def setup(self, backend, batch=64):
         be = backend_or_skip(backend)
-        X, y = classification_data(64, 28 * 28)
-        self.step = TrainStep(cnn(be), X.reshape(64, 1, 28, 28), y, be)
+        X, y = classification_data(batch, 28 * 28)
+        self.step = TrainStep(cnn(be), X.reshape(batch, 1, 28, 28), y, be)
         self.step()
 
-    def time_train_step(self, backend):
+    def time_train_step(self, backend, batch=64):
+        self.step()
+
+    def track_samples_per_second(self, backend, batch=64):
+        return _rate(self.step, 5)
+
+    track_samples_per_second.unit = "samples/s"
+
+
+class RecurrentStep(Bench):
+    """peers.py's lstm and gru workloads: 50 steps of 8 features, hidden 64, the last step into 5 classes, batch
+    128."""
+
+    params = (BACKENDS, ["lstm", "gru"])
+    param_names = ["backend", "layer"]
+    timeout = 300
+
+    def setup(self, backend, layer):
+        be = backend_or_skip(backend)
+        X, y = classification_data(128, 50 * 8, 5)
+        self.step = TrainStep(recurrent_classifier(layer, 8, 64, 5, be), X.reshape(128, 50, 8), y, be)
+        self.step()
+
+    def time_train_step(self, backend, layer):
+        self.step()
+
+    def track_samples_per_second(self, backend, layer):
+        return _rate(self.step, 10)
+
+    track_samples_per_second.unit = "samples/s"
+
+    def peakmem_train_step(self, backend, layer):
         self.step()
 
 
@@ -63,3 +103,8 @@ class LSTMStep(Bench):
 
     def time_train_step(self, backend):
         self.step()
+
+
+def _rate(step: TrainStep, reps: int) -> float:
+    """Samples per second of ``step``: the best of 3 runs of ``reps`` steps."""
+    return reps * step.x.shape[0] / min(timeit.repeat(step, number=reps, repeat=3))

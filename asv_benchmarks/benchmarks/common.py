@@ -97,14 +97,22 @@ def cnn(backend: Any = None, seed: int = 0) -> Any:
 
 def lstm_classifier(n_features: int = 32, hidden: int = 128, backend: Any = None, seed: int = 0) -> Any:
     """LSTM over (batch, time, features), its last step into a 10-class ``Linear``."""
+    return recurrent_classifier("lstm", n_features, hidden, 10, backend, seed)
+
+
+def recurrent_classifier(
+    kind: str, n_features: int, hidden: int, n_classes: int, backend: Any = None, seed: int = 0
+) -> Any:
+    """``LSTM`` or ``GRU`` (``kind``) over (batch, time, features), its last step into a ``Linear``."""
     import minitrain as mt
     from minitrain import nn
 
     mt.manual_seed(seed)
+    layer = nn.LSTM if kind == "lstm" else nn.GRU
     return nn.Sequential(
-        nn.LSTM(n_features, hidden, batch_first=True, backend=backend),
+        layer(n_features, hidden, batch_first=True, backend=backend),
         nn.LastStep(),
-        nn.Linear(hidden, 10, backend=backend),
+        nn.Linear(hidden, n_classes, backend=backend),
         backend=backend,
     )
 

@@ -1,4 +1,5 @@
-"""Numba kernels of the convolution and pooling overrides in ``_conv`` (see there for what each replaces).
+"""Numba kernels of the pooling overrides in ``_conv`` (the convolution's are in ``_conv_gemm`` and
+``_conv_epilogue``), and the helpers both use.
 
 Every kernel loops over flat views of C-contiguous NCHW arrays of one float dtype (``n, c, h, w`` and the
 output size passed as ints) and writes into arrays the caller allocated. Output pixel ``(yo, xo)`` reads input
@@ -26,87 +27,6 @@ def _span(j: int, sw: int, pw: int, w: int, wo: int) -> tuple[int, int]:
     x0 = max(0, -((j - pw) // sw))
     x1 = min(wo, (w - 1 + pw - j) // sw + 1)
     return x0, max(x0, x1)
-
-
-# ---------------------------------------------------------------------------------------- convolution
-@kernel
-def im2col(x: np.ndarray, dims: tuple, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, cols: np.ndarray) -> None:
-    """Fill ``cols`` (c * kh * kw rows of n * ho * wo) with the windows of ``x`` (n, c, h, w), zeros in the padding."""
-    n, c, h, w, ho, wo = dims
-    zero, usw = cols.dtype.type(0), _U(sw)
-    for r in prange(c * kh * kw):
-        ci, i, j = r // (kh * kw), (r // kw) % kh, r % kw
-        x0, x1 = _span(j, sw, pw, w, wo)
-        for b in range(n):
-            for yo in range(ho):
-                yy = yo * sh + i - ph
-                dst = _U(((r * n + b) * ho + yo) * wo)
-                if yy < 0 or yy >= h:
-                    for t in range(_U(wo)):
-                        cols[dst + t] = zero
-                    continue
-                for t in range(_U(x0)):
-                    cols[dst + t] = zero
-                d0, s0 = dst + _U(x0), _U(((b * c + ci) * h + yy) * w + x0 * sw + j - pw)
-                if sw == 1:
-                    for t in range(_U(x1 - x0)):
-                        cols[d0 + t] = x[s0 + t]
-                else:
-                    for t in range(_U(x1 - x0)):
-                        cols[d0 + t] = x[s0 + t * usw]
-                for t in range(_U(x1), _U(wo)):
-                    cols[dst + t] = zero
-
-
-@kernel
-def col2im(
-    dcols: np.ndarray, dims: tuple, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dx: np.ndarray
-) -> None:
-    """Sum the column gradients ``dcols`` (c * kh * kw rows of n * ho * wo) into ``dx`` (n, c, h, w), minus padding."""
-    n, c, h, w, ho, wo = dims
-    zero, usw = dx.dtype.type(0), _U(sw)
-    for bc in prange(n * c):
-        b, ci = bc // c, bc % c
-        base = _U(bc * h * w)
-        for t in range(_U(h * w)):
-            dx[base + t] = zero
-        for i in range(kh):
-            for j in range(kw):
-                r = (ci * kh + i) * kw + j
-                x0, x1 = _span(j, sw, pw, w, wo)
-                for yo in range(ho):
-                    yy = yo * sh + i - ph
-                    if yy < 0 or yy >= h:
-                        continue
-                    s0 = _U(((r * n + b) * ho + yo) * wo + x0)
-                    d0 = base + _U(yy * w + x0 * sw + j - pw)
-                    if sw == 1:
-                        for t in range(_U(x1 - x0)):
-                            dx[d0 + t] += dcols[s0 + t]
-                    else:
-                        for t in range(_U(x1 - x0)):
-                            dx[d0 + t * usw] += dcols[s0 + t]
-
-
-@kernel
-def onp_to_nop(z: np.ndarray, bias: np.ndarray, y: np.ndarray) -> None:
-    """``y[b, o, p] = z[o, b, p] + bias[o]``: the GEMM's (o, n, ho * wo) result as (n, o, ho * wo), plus the bias."""
-    o, n, p = z.shape
-    for b in prange(n):
-        for oc in range(o):
-            bv = bias[oc]
-            for k in range(p):
-                y[b, oc, k] = z[oc, b, k] + bv
-
-
-@kernel
-def nop_to_onp(g: np.ndarray, out: np.ndarray) -> None:
-    """``out[o, b, p] = g[b, o, p]``: the output gradient (n, o, ho * wo) as the GEMMs' (o, n, ho * wo)."""
-    n, o, p = g.shape
-    for oc in prange(o):
-        for b in range(n):
-            for k in range(p):
-                out[oc, b, k] = g[b, oc, k]
 
 
 # ---------------------------------------------------------------------------------------- pooling

@@ -61,6 +61,8 @@ KERNELS = (
     "maxpool2d_backward",
     "avgpool2d",
     "avgpool2d_backward",
+    "conv2d_act_pool",
+    "conv2d_act_pool_backward",
     "sgd_step",
     "adam_step",
     "rmsprop_step",
@@ -71,6 +73,10 @@ KERNELS = (
     "lstm_step_backward",
     "gru_step",
     "gru_step_backward",
+    "lstm_sequence",
+    "lstm_sequence_backward",
+    "gru_sequence",
+    "gru_sequence_backward",
 )
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -595,6 +601,37 @@ class Backend:
             cols[-1] = 1
         return cols
 
+    def _conv_z(self, x: Any, weight: Any, bias: Any, g: Geometry2d, ext: tuple) -> Any:
+        """The GEMM's output (o, n, ho, wg) on the extended grid: the pre-activation, bias included."""
+        o = weight.shape[0]
+        w2 = weight.reshape(o, -1)
+        if bias is not None:
+            w2 = self.xp.concatenate((w2, bias.reshape(o, 1).astype(w2.dtype, copy=False)), axis=1)
+        return self.gemm(w2, self._im2col(x, g, ext, bias is not None)).reshape(o, x.shape[0], g.ho, ext[1])
+
+    def _conv_grads(self, gz: Any, x: Any, weight: Any, g: Geometry2d, ext: tuple, need_input_grad: bool) -> tuple:
+        """``(dx or None, dweight, dbias)`` from the output gradient ``gz`` in the GEMM's layout (o, n, ho, wg),
+        zero in the extra columns."""
+        xp = self.xp
+        n, c, h, w = x.shape
+        o = weight.shape[0]
+        hp, wg, wq = ext
+        gz = gz.reshape(o, n * g.ho * wg)
+        cols = self._im2col(x, g, ext, True)
+        dwb = self.gemm(gz, cols, trans_b=True)
+        dweight = dwb[:, :-1].reshape(weight.shape).astype(weight.dtype, copy=False)
+        dbias = dwb[:, -1].astype(gz.dtype, copy=False)
+        if not need_input_grad:
+            return None, dweight, dbias
+        dcols = self.gemm(weight.reshape(o, -1), gz, trans_a=True, out=cols[:-1]).reshape(c, g.kh, g.kw, n, g.ho, wg)
+        buf = xp.zeros(n * c * hp * wq + g.kw, dtype=x.dtype)
+        for i in range(g.kh):
+            for j in range(g.kw):  # col2im: the extra columns add exact zeros wherever they land
+                view = self._grid_view(buf, g, ext, n, c, i * wq + j, False)
+                view += dcols[:, i, j]
+        dx = buf[: n * c * hp * wq].reshape(n, c, hp, wq)[:, :, g.ph : g.ph + h, g.pw : g.pw + w]
+        return xp.ascontiguousarray(dx), dweight, dbias
+
     def conv2d(
         self,
         x: Any,
@@ -605,15 +642,9 @@ class Backend:
         padding: int | tuple[int, int] = (0, 0),
     ) -> Any:
         """2-D cross-correlation of ``x`` (n, c, h, w) with ``weight`` (o, c, kh, kw), plus ``bias`` (o,) or None."""
-        xp = self.xp
-        n, o = x.shape[0], weight.shape[0]
         g = geometry2d(x.shape, weight.shape[2:], stride, padding)
-        ext = self._extended(x.shape, g)
-        w2 = weight.reshape(o, -1)
-        if bias is not None:
-            w2 = xp.concatenate((w2, bias.reshape(o, 1).astype(w2.dtype, copy=False)), axis=1)
-        z = self.gemm(w2, self._im2col(x, g, ext, bias is not None)).reshape(o, n, g.ho, ext[1])[..., : g.wo]
-        y = xp.empty((n, o, g.ho, g.wo), dtype=x.dtype)
+        z = self._conv_z(x, weight, bias, g, self._extended(x.shape, g))[..., : g.wo]
+        y = self.xp.empty((x.shape[0], weight.shape[0], g.ho, g.wo), dtype=x.dtype)
         y[...] = z.transpose(1, 0, 2, 3)
         return y
 
@@ -628,29 +659,12 @@ class Backend:
         need_input_grad: bool = True,
     ) -> tuple[Any, Any, Any]:
         """Gradients of ``conv2d``: ``(dx or None, dweight, dbias)``, recomputing the columns of ``x``."""
-        xp = self.xp
-        n, c, h, w = x.shape
-        o = weight.shape[0]
         g = geometry2d(x.shape, weight.shape[2:], stride, padding)
         ext = self._extended(x.shape, g)
-        hp, wg, wq = ext
-        gz = (xp.zeros if wg > g.wo else xp.empty)((o, n, g.ho, wg), dtype=grad.dtype)  # extra columns stay 0
-        gz[..., : g.wo] = grad.transpose(1, 0, 2, 3)
-        gz = gz.reshape(o, n * g.ho * wg)
-        cols = self._im2col(x, g, ext, True)
-        dwb = self.gemm(gz, cols, trans_b=True)
-        dweight = dwb[:, :-1].reshape(weight.shape).astype(weight.dtype, copy=False)
-        dbias = dwb[:, -1].astype(grad.dtype, copy=False)
-        if not need_input_grad:
-            return None, dweight, dbias
-        dcols = self.gemm(weight.reshape(o, -1), gz, trans_a=True, out=cols[:-1]).reshape(c, g.kh, g.kw, n, g.ho, wg)
-        buf = xp.zeros(n * c * hp * wq + g.kw, dtype=x.dtype)
-        for i in range(g.kh):
-            for j in range(g.kw):  # col2im: the extra columns add exact zeros wherever they land
-                view = self._grid_view(buf, g, ext, n, c, i * wq + j, False)
-                view += dcols[:, i, j]
-        dx = buf[: n * c * hp * wq].reshape(n, c, hp, wq)[:, :, g.ph : g.ph + h, g.pw : g.pw + w]
-        return xp.ascontiguousarray(dx), dweight, dbias
+        wg = ext[1]
+        gz = (self.xp.zeros if wg > g.wo else self.xp.empty)((weight.shape[0], x.shape[0], g.ho, wg), grad.dtype)
+        gz[..., : g.wo] = grad.transpose(1, 0, 2, 3)  # the extra columns stay 0
+        return self._conv_grads(gz, x, weight, g, ext, need_input_grad)
 
     def _pool_stack(self, x: Any, g: Geometry2d, fill: float) -> Any:
         """The windows of ``x`` padded with ``fill``, one contiguous row (n * c * ho * wo) per offset i * kw + j."""
@@ -751,6 +765,102 @@ class Backend:
         g = geometry2d(x_shape, kernel_size, stride, padding)
         count = g.kh * g.kw
         return self._pool_backward(g, x_shape, grad.dtype, lambda k, out: self.xp.divide(grad, count, out=out))
+
+    @staticmethod
+    def _block_args(activation: str | None, pool: Any) -> tuple[str, tuple[int, int]]:
+        """``conv2d_act_pool``'s activation (one whose backward reads its output) and pool size, checked."""
+        activation = canonical_activation(activation)
+        if activation in NEEDS_PREACTIVATION:
+            raise ValueError(f"conv2d_act_pool: {activation!r} needs its input in the backward; use conv2d and act")
+        return activation, pair(pool)
+
+    def _block_windows(self, a: Any, pool: tuple[int, int], hq: int, wq: int) -> list[Any]:
+        """The (o, n, hq, wq) views of the GEMM-layout array ``a`` at each offset i * qw + j of the pool windows."""
+        qh, qw = pool
+        return [a[:, :, i : hq * qh : qh, j : wq * qw : qw] for i in range(qh) for j in range(qw)]
+
+    def _block_stack(self, a: Any, pool: tuple[int, int], hq: int, wq: int) -> Any:
+        """The pool windows of the GEMM-layout array ``a``, one contiguous row (o * n * hq * wq) per offset."""
+        o, n = a.shape[:2]
+        s = a.strides
+        view = self.xp.lib.stride_tricks.as_strided(
+            a, (*pool, o, n, hq, wq), (s[2], s[3], s[0], s[1], pool[0] * s[2], pool[1] * s[3])
+        )
+        return self.xp.ascontiguousarray(view).reshape(pool[0] * pool[1], o, n, hq, wq)
+
+    def conv2d_act_pool(
+        self,
+        x: Any,
+        weight: Any,
+        bias: Any,
+        *,
+        stride: int | tuple[int, int] = (1, 1),
+        padding: int | tuple[int, int] = (0, 0),
+        activation: str = "relu",
+        alpha: float = 0.01,
+        pool: int | tuple[int, int] = (2, 2),
+    ) -> tuple[Any, Any]:
+        """``maxpool2d(act(conv2d(x, weight, bias)))`` over disjoint ``pool`` windows (kernel size and stride
+        ``pool``, no padding): ``(y, argmax)``; with ``pool`` (1, 1) no pooling, ``(act(conv2d(...)), None)``.
+
+        One kernel for the usual conv -> activation -> pooling block, so that a backend can fuse them around its
+        GEMM. The activation's backward must read its output only (every activation but gelu and gelu_tanh).
+        """
+        xp = self.xp
+        activation, pool = self._block_args(activation, pool)
+        g = geometry2d(x.shape, weight.shape[2:], stride, padding)
+        # The same values as the three kernels in turn, computed in the GEMM's layout (o, n, ho, wg): the
+        # activation in place, the pooling on strided views, and only the pooled result transposed to NCHW.
+        a = self.act(z := self._conv_z(x, weight, bias, g, self._extended(x.shape, g)), activation, alpha=alpha, out=z)
+        if pool == (1, 1):
+            return xp.ascontiguousarray(a[..., : g.wo].transpose(1, 0, 2, 3)), None
+        stack = self._block_stack(a, pool, g.ho // pool[0], g.wo // pool[1])
+        y = stack[0].copy()
+        argmax = xp.zeros(y.shape, dtype=xp.int8 if len(stack) <= 128 else xp.int32)
+        mask, step = xp.empty(y.shape, dtype=bool), xp.empty(y.shape, dtype=argmax.dtype)
+        for k in range(1, len(stack)):  # as maxpool2d
+            xp.greater(stack[k], y, out=mask)
+            xp.maximum(y, stack[k], out=y)
+            xp.multiply(mask, k, out=step)
+            xp.maximum(argmax, step, out=argmax)
+        return xp.ascontiguousarray(y.transpose(1, 0, 2, 3)), xp.ascontiguousarray(argmax.transpose(1, 0, 2, 3))
+
+    def conv2d_act_pool_backward(
+        self,
+        grad: Any,
+        x: Any,
+        weight: Any,
+        y: Any,
+        argmax: Any,
+        *,
+        stride: int | tuple[int, int] = (1, 1),
+        padding: int | tuple[int, int] = (0, 0),
+        activation: str = "relu",
+        alpha: float = 0.01,
+        pool: int | tuple[int, int] = (2, 2),
+        need_input_grad: bool = True,
+    ) -> tuple[Any, Any, Any]:
+        """Gradients of ``conv2d_act_pool`` from its output ``y`` and ``argmax``: ``(dx or None, dweight, dbias)``.
+
+        The activation's derivative is taken at the pooled output (the window's maximum is its value at the
+        argmax), then routed to the argmax, as ``maxpool2d_backward`` and ``act_backward`` do in turn.
+        """
+        xp = self.xp
+        activation, pool = self._block_args(activation, pool)
+        g = geometry2d(x.shape, weight.shape[2:], stride, padding)
+        ext = self._extended(x.shape, g)
+        gy = xp.ascontiguousarray(self.act_backward(grad, y, None, activation, alpha=alpha).transpose(1, 0, 2, 3))
+        gz = xp.empty((weight.shape[0], x.shape[0], g.ho, ext[1]), dtype=grad.dtype)  # the GEMM's layout
+        hq, wq = gy.shape[2:]
+        gz[:, :, hq * pool[0] :] = 0  # what no window covers, and the extra columns, get no gradient
+        gz[..., wq * pool[1] :] = 0
+        if pool == (1, 1):
+            gz[..., : g.wo] = gy
+        else:
+            at, mask = xp.ascontiguousarray(argmax.transpose(1, 0, 2, 3)), xp.empty(gy.shape, dtype=bool)
+            for k, view in enumerate(self._block_windows(gz, pool, hq, wq)):  # as maxpool2d_backward
+                xp.multiply(gy, xp.equal(at, k, out=mask), out=view)
+        return self._conv_grads(gz, x, weight, g, ext, need_input_grad)
 
     # ------------------------------------------------------------------ optimizer steps
     def _penalized(self, param: Any, grad: Any, weight_decay: float, l1: float) -> Any:
@@ -999,3 +1109,114 @@ class Backend:
         xp.multiply(t2, t1, out=dr)
         dgh[:, : 2 * hs] = d[:, : 2 * hs]
         return d, dgh, grad_h_prev
+
+    # ------------------------------------------------------------------ recurrent layers over a sequence
+    # A layer over T steps from its input projections (x W_ih^T for every step at once, one GEMM by the caller):
+    # per step one GEMM with the recurrent weights and the step kernel; the backward runs backpropagation through
+    # time the same way and returns the gate gradients of every step, from which the caller gets the weight
+    # gradients with one GEMM each.
+    def lstm_sequence(
+        self, gates: Any, w_hh: Any, bias: Any, h0: Any, c0: Any, *, out: Any = None, out_c: Any = None
+    ) -> tuple[Any, Any, Any]:
+        """An LSTM layer from input projections (T, B, 4H), gates i, f, g, o, plus ``bias`` (4H,) (None: none) and
+        initial states (B, H) (None: zeros): ``(h, c, acts)``, h (T + 1, B, H) = h_0 .. h_T (into ``out``), c (T, B,
+        H) = c_1 .. c_T (into ``out_c``), acts the activated gates; may overwrite gates."""
+        xp = self.xp
+        steps, n, width = gates.shape
+        hs = width // 4
+        acts = gates if gates.flags.c_contiguous else xp.ascontiguousarray(gates)
+        if bias is not None:
+            acts += bias
+        h = xp.empty((steps + 1, n, hs), dtype=acts.dtype) if out is None else out
+        c = xp.empty((steps, n, hs), dtype=acts.dtype) if out_c is None else out_c
+        h[0] = 0 if h0 is None else h0
+        c_init = xp.zeros((n, hs), dtype=acts.dtype) if c0 is None else c0
+        rec = xp.empty((n, width), dtype=acts.dtype)
+        for t in range(steps):
+            g = acts[t]
+            g += self.gemm(h[t], w_hh, trans_b=True, out=rec)
+            a = self.lstm_step(g, c[t - 1] if t else c_init, out=h[t + 1], out_c=c[t])[2]
+            if a is not g:
+                g[...] = a
+        return h, c, acts
+
+    def lstm_sequence_backward(
+        self, grad_h: Any, grad_c: Any, acts: Any, w_hh: Any, c0: Any, c: Any, *, out: Any = None, need_h0: bool = True
+    ) -> tuple[Any, Any, Any, Any]:
+        """Gradients of ``lstm_sequence`` from grad_h (T, B, H) wrt h_1 .. h_T and grad_c (B, H) wrt c_T (or None):
+        ``(grad_gates (T, B, 4H), grad_bias (4H,), grad_h0, grad_c0)``; grad_h0 None unless ``need_h0``."""
+        xp = self.xp
+        steps, n, hs = c.shape
+        d = xp.empty(acts.shape, dtype=acts.dtype) if out is None else out
+        c_init = xp.zeros((n, hs), dtype=acts.dtype) if c0 is None else c0
+        gc, dh = grad_c, None
+        for t in range(steps - 1, -1, -1):
+            g = grad_h[t] if dh is None else xp.add(grad_h[t], dh, out=dh)
+            a = acts[t]
+            gc = self.lstm_step_backward(g, gc, a, c[t - 1] if t else c_init, c[t], out=a if d is acts else d[t])[1]
+            if t or need_h0:
+                dh = self.gemm(d[t], w_hh, out=xp.empty((n, hs), dtype=d.dtype) if dh is None else dh)
+        zeros = lambda: xp.zeros((n, hs), dtype=acts.dtype)  # noqa: E731
+        grad_h0 = (zeros() if dh is None else dh) if need_h0 else None
+        return d, d.reshape(steps * n, acts.shape[-1]).sum(axis=0), grad_h0, zeros() if gc is None else gc
+
+    def gru_sequence(
+        self, gi: Any, w_hh: Any, b_ih: Any, b_hh: Any, h0: Any, *, out: Any = None, out_gh_n: Any = None
+    ) -> tuple[Any, Any, Any]:
+        """A GRU layer from input projections gi (T, B, 3H), gates r, z, n, biases (3H,) (None: none) and h0 (B, H)
+        (None: zeros): ``(h, acts, gh_n)``, h (T + 1, B, H) = h_0 .. h_T (into ``out``), acts the activated gates,
+        gh_n (T, B, H) = h_{t-1} W_hn^T + b_hn of every step (into ``out_gh_n``); may overwrite gi."""
+        xp = self.xp
+        steps, n, width = gi.shape
+        hs = width // 3
+        acts = gi if gi.flags.c_contiguous else xp.ascontiguousarray(gi)
+        if b_ih is not None:
+            acts += b_ih
+        h = xp.empty((steps + 1, n, hs), dtype=acts.dtype) if out is None else out
+        ghn = xp.empty((steps, n, hs), dtype=acts.dtype) if out_gh_n is None else out_gh_n
+        h[0] = 0 if h0 is None else h0
+        rec = xp.empty((n, width), dtype=acts.dtype)
+        for t in range(steps):
+            gh = self.gemm(h[t], w_hh, trans_b=True, out=rec)
+            if b_hh is not None:
+                gh += b_hh
+            ghn[t] = gh[:, 2 * hs :]
+            at = acts[t]
+            a = self.gru_step(at, gh, h[t], out=h[t + 1])[1]
+            if a is not at:
+                at[...] = a
+        return h, acts, ghn
+
+    def gru_sequence_backward(
+        self,
+        grad_h: Any,
+        acts: Any,
+        gh_n: Any,
+        w_hh: Any,
+        h: Any,
+        *,
+        out: Any = None,
+        out_gh: Any = None,
+        need_h0: bool = True,
+    ) -> tuple[Any, Any, Any, Any, Any]:
+        """Gradients of ``gru_sequence`` from grad_h (T, B, H) wrt h_1 .. h_T, given its h (T + 1, B, H): ``(grad_gi,
+        grad_gh, grad_b_ih, grad_b_hh, grad_h0)``, grad_gi into ``out`` (may be acts), grad_gh (T, B, 3H) wrt h_{t-1}
+        W_hh^T + b_hh into ``out_gh``; grad_h0 None unless ``need_h0``."""
+        xp = self.xp
+        steps, n, width = acts.shape
+        hs = width // 3
+        d = xp.empty(acts.shape, dtype=acts.dtype) if out is None else out
+        dgh = xp.empty(acts.shape, dtype=acts.dtype) if out_gh is None else out_gh
+        gh = xp.zeros((n, width), dtype=acts.dtype)  # the step backward reads only its n part
+        dh = None
+        for t in range(steps - 1, -1, -1):
+            g = grad_h[t] if dh is None else xp.add(grad_h[t], dh, out=dh)
+            gh[:, 2 * hs :] = gh_n[t]
+            a = acts[t]
+            direct = self.gru_step_backward(g, a, gh, h[t], out=a if d is acts else d[t], out_gh=dgh[t])[2]
+            if t or need_h0:
+                dh = self.gemm(dgh[t], w_hh, out=xp.empty((n, hs), dtype=d.dtype) if dh is None else dh)
+                dh += direct
+        grad_h0 = (xp.zeros((n, hs), dtype=acts.dtype) if dh is None else dh) if need_h0 else None
+        rows = steps * n
+        return d, dgh, d.reshape(rows, width).sum(axis=0), dgh.reshape(rows, width).sum(axis=0), grad_h0

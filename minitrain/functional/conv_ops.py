@@ -82,6 +82,30 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
     return _make(y, be, (x, weight) if bias is None else (x, weight, bias), bw)
 
 
+def conv2d_act_pool(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    activation: str,
+    alpha: float,
+    pool: tuple[int, int],
+) -> Tensor:
+    """``max_pool2d(activation(conv2d(x, weight, bias, stride, padding)), pool)`` as one node over the
+    ``conv2d_act_pool`` kernel (``pool`` (1, 1): no pooling); ``nn.Sequential`` runs Conv2d -> activation
+    (-> MaxPool2d) this way. Arguments are checked by the layers that call it.
+    """
+    be, xd, wd = x.backend, x.data, weight.data
+    kw = {"stride": stride, "padding": padding, "activation": activation, "alpha": alpha, "pool": pool}
+    y, argmax = be.conv2d_act_pool(xd, wd, None if bias is None else bias.data, **kw)
+
+    def bw(g: Any) -> tuple[Any, ...]:
+        return be.conv2d_act_pool_backward(g, xd, wd, y, argmax, need_input_grad=x.requires_grad, **kw)
+
+    return _make(y, be, (x, weight) if bias is None else (x, weight, bias), bw)
+
+
 def _pool_args(op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any) -> tuple[tuple[int, int], ...]:
     kernel = _pair(op, "kernel_size", kernel_size, 1)
     stride = kernel if stride is None else _pair(op, "stride", stride, 1)

@@ -1,8 +1,10 @@
 """Differentiable recurrent ops: one LSTM or GRU layer over a whole sequence, as one autograd node.
 
-The input projection of every time step is one GEMM; each step then runs one GEMM with the recurrent
-weights and one step kernel (``lstm_step`` / ``gru_step``). The backward runs backpropagation through time
-with the step-backward kernels and gets every weight gradient from one GEMM over all steps.
+The input projection of every time step is one GEMM; the backend's layer kernel (``lstm_sequence`` /
+``gru_sequence``) then runs the recurrence: per step one GEMM with the recurrent weights and the step's gates
+(the reference calls ``lstm_step`` / ``gru_step``; Numba runs the whole sequence in one compiled call). The
+backward kernel runs backpropagation through time and returns the gate gradients of every step and the bias
+gradients; every weight gradient is then one GEMM over all steps.
 
 The node's value packs the hidden states of every step with the final state (``[h_0, h_1 .. h_T, c_T]``
 for the LSTM); the returned tensors are views into it.
@@ -10,11 +12,38 @@ for the LSTM); the returned tensors are views into it.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ..autograd import Tensor
 
 _make = Tensor._make
+
+
+def _refs(pool: dict, key: Any) -> int:
+    """References to ``pool[key]`` as ``_buffer`` counts them."""
+    a = pool.get(key)
+    return sys.getrefcount(a)
+
+
+#: What ``_refs`` counts for an array that only the pool refers to (measured: interpreters count differently).
+_ALONE = _refs({0: object()}, 0)
+#: Arrays a workspace keeps at most; when one more is needed it starts again empty.
+_MAX_KEPT = 16
+
+
+def _buffer(ws: dict | None, be: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    """An uninitialized array: the one kept in ``ws`` for ``name``, shape and dtype if nothing else refers to it
+    any more, else a new one, kept there (no workspace: a new one)."""
+    if ws is None:
+        return be.xp.empty(shape, dtype=dtype)
+    key = (name, be.name, be.device, tuple(shape), str(dtype))
+    if key in ws and _refs(ws, key) <= _ALONE:
+        return ws[key]
+    if len(ws) >= _MAX_KEPT:
+        ws.clear()
+    ws[key] = a = be.xp.empty(shape, dtype=dtype)
+    return a
 
 
 def lstm(
@@ -27,6 +56,7 @@ def lstm(
     bias_hh: Tensor | None = None,
     *,
     batch_first: bool = False,
+    workspace: dict | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One LSTM layer over a sequence, with PyTorch's equations and gate order (i, f, g, o).
 
@@ -40,6 +70,8 @@ def lstm(
     bias_ih, bias_hh : Tensor of shape (4 * hidden_size,), optional
     batch_first : bool, default=False
         Whether ``x`` and ``output`` have the batch on axis 0.
+    workspace : dict, optional
+        Arrays of earlier calls to reuse (see ``gru``); ``nn.LSTM`` passes one of its own per layer.
 
     Returns
     -------
@@ -60,36 +92,29 @@ def lstm(
     ((5, 2, 4), (2, 4), (2, 4))
     """
     be, (T, B, _, H), x2 = _prepare("lstm", 4, x, (h0, c0), weight_ih, weight_hh, (bias_ih, bias_hh), batch_first)
-    xp, wih, whh = be.xp, weight_ih.data, weight_hh.data
-    G = _input_gates(be, x2, wih, bias_ih, bias_hh).reshape(T, B, 4 * H)  # becomes the activated gates
-    P = xp.empty((T + 2, B, H), dtype=x2.dtype)  # h_0, h_1 .. h_T, c_T
-    C = xp.empty((T, B, H), dtype=x2.dtype)  # c_1 .. c_T
-    P[0] = 0 if h0 is None else h0.data
-    c_init = xp.zeros((B, H), dtype=x2.dtype) if c0 is None else c0.data
-    rec = xp.empty((B, 4 * H), dtype=x2.dtype)
-    for t in range(T):
-        g = G[t]
-        g += be.gemm(P[t], whh, trans_b=True, out=rec)
-        acts = be.lstm_step(g, C[t - 1] if t else c_init, out=P[t + 1], out_c=C[t])[2]
-        if acts is not g:
-            g[...] = acts
+    ws, whh, dt = workspace, weight_hh.data, x2.dtype
+    given = [b.data for b in (bias_ih, bias_hh) if b is not None]
+    bias = given[0] + given[1] if len(given) == 2 else given[0] if given else None  # both add to every gate
+    G = be.gemm(x2, weight_ih.data, trans_b=True, out=_buffer(ws, be, "gates", (T * B, 4 * H), dt))
+    P = _buffer(ws, be, "states", (T + 2, B, H), dt)  # h_0, h_1 .. h_T, c_T
+    c0d, C = None if c0 is None else c0.data, _buffer(ws, be, "cells", (T, B, H), dt)
+    h0d = None if h0 is None else h0.data
+    _, C, G = be.lstm_sequence(G.reshape(T, B, 4 * H), whh, bias, h0d, c0d, out=P[: T + 1], out_c=C)
     P[T + 1] = C[T - 1]
 
     def bw(gP: Any) -> tuple[Any, ...]:
-        dG = xp.empty_like(G)  # G stays intact, so a retained graph can run backward again
-        grad_h, grad_c, dh = gP[T], gP[T + 1], None
-        for t in range(T - 1, -1, -1):
-            if dh is not None:
-                grad_h = xp.add(gP[t + 1], dh, out=dh)
-            grad_c = be.lstm_step_backward(grad_h, grad_c, G[t], C[t - 1] if t else c_init, C[t], out=dG[t])[1]
-            if t or (h0 is not None and h0.requires_grad):
-                dh = be.gemm(dG[t], whh, out=xp.empty((B, H), dtype=dG.dtype) if dh is None else dh)
-        grads = _weight_grads(be, x, x2, P[:T], dG, weight_ih, weight_hh, (bias_ih, bias_hh), batch_first)
+        need_h0, weights = h0 is not None and h0.requires_grad, (weight_ih, weight_hh)
+        dG = _buffer(ws, be, "grad_gates", G.shape, dt)
+        dG, db, dh, grad_c = be.lstm_sequence_backward(
+            gP[1 : T + 1], gP[T + 1], G, whh, c0d, C, out=dG, need_h0=need_h0
+        )
+        grads = _weight_grads(be, x, x2, P[:T], (dG, dG), weights, (bias_ih, bias_hh), (db, db), batch_first, ws)
         return _order(grads, (h0, dh), (c0, grad_c))
 
     parents = _parents(x, (h0, c0), weight_ih, weight_hh, (bias_ih, bias_hh))
     packed = _make(P, be, parents, bw)
-    return _part(packed, slice(1, T + 1), batch_first), _part(packed, T), _part(packed, T + 1)
+    output = _part(packed, slice(1, T + 1), batch_first, ws)
+    return output, _part(packed, T, False, ws), _part(packed, T + 1, False, ws)
 
 
 def gru(
@@ -101,6 +126,7 @@ def gru(
     bias_hh: Tensor | None = None,
     *,
     batch_first: bool = False,
+    workspace: dict | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One GRU layer over a sequence, with PyTorch's equations and gate order (r, z, n).
 
@@ -115,6 +141,10 @@ def gru(
     bias_ih, bias_hh : Tensor of shape (3 * hidden_size,), optional
     batch_first : bool, default=False
         Whether ``x`` and ``output`` have the batch on axis 0.
+    workspace : dict, optional
+        Arrays of earlier calls to reuse: the op keeps its large arrays (projections, states, gradients) there and
+        takes one back once nothing else refers to it (its graph and its outputs are gone), so a training loop
+        allocates, and the OS maps and zeroes, no new memory per step. ``nn.GRU`` passes one of its own per layer.
 
     Returns
     -------
@@ -133,36 +163,23 @@ def gru(
     ((2, 5, 4), (2, 4))
     """
     be, (T, B, _, H), x2 = _prepare("gru", 3, x, (h0,), weight_ih, weight_hh, (bias_ih, bias_hh), batch_first)
-    xp, wih, whh = be.xp, weight_ih.data, weight_hh.data
-    GI = _input_gates(be, x2, wih, bias_ih, None).reshape(T, B, 3 * H)  # becomes the activated gates
-    GH = xp.empty((T, B, 3 * H), dtype=x2.dtype)  # h W_hh^T + b_hh of every step
-    P = xp.empty((T + 1, B, H), dtype=x2.dtype)  # h_0, h_1 .. h_T
-    P[0] = 0 if h0 is None else h0.data
-    for t in range(T):
-        gh = be.gemm(P[t], whh, trans_b=True, out=GH[t])
-        if bias_hh is not None:
-            gh += bias_hh.data
-        gi = GI[t]
-        acts = be.gru_step(gi, gh, P[t], out=P[t + 1])[1]
-        if acts is not gi:
-            gi[...] = acts
+    ws, whh, dt = workspace, weight_hh.data, x2.dtype
+    GI = be.gemm(x2, weight_ih.data, trans_b=True, out=_buffer(ws, be, "gates", (T * B, 3 * H), dt))
+    P = _buffer(ws, be, "states", (T + 1, B, H), dt)  # h_0, h_1 .. h_T
+    b_ih, b_hh = (None if b is None else b.data for b in (bias_ih, bias_hh))
+    h0d, GHN = None if h0 is None else h0.data, _buffer(ws, be, "gh_n", (T, B, H), dt)
+    _, GI, GHN = be.gru_sequence(GI.reshape(T, B, 3 * H), whh, b_ih, b_hh, h0d, out=P, out_gh_n=GHN)
 
     def bw(gP: Any) -> tuple[Any, ...]:
-        dGI, dGH = xp.empty_like(GI), xp.empty_like(GH)
-        grad_h, dh = gP[T], None
-        for t in range(T - 1, -1, -1):
-            if dh is not None:
-                grad_h = xp.add(gP[t + 1], dh, out=dh)
-            direct = be.gru_step_backward(grad_h, GI[t], GH[t], P[t], out=dGI[t], out_gh=dGH[t])[2]
-            if not t and (h0 is None or not h0.requires_grad):
-                break
-            dh = be.gemm(dGH[t], whh, out=xp.empty((B, H), dtype=dGH.dtype) if dh is None else dh)
-            dh += direct
-        grads = _weight_grads(be, x, x2, P[:T], (dGI, dGH), weight_ih, weight_hh, (bias_ih, bias_hh), batch_first)
+        need_h0, weights = h0 is not None and h0.requires_grad, (weight_ih, weight_hh)
+        outs = {"out": _buffer(ws, be, "grad_gates", GI.shape, dt), "out_gh": _buffer(ws, be, "grad_gh", GI.shape, dt)}
+        dGI, dGH, db_ih, db_hh, dh = be.gru_sequence_backward(gP[1:], GI, GHN, whh, P, **outs, need_h0=need_h0)
+        biases, bias_grads = (bias_ih, bias_hh), (db_ih, db_hh)
+        grads = _weight_grads(be, x, x2, P[:T], (dGI, dGH), weights, biases, bias_grads, batch_first, ws)
         return _order(grads, (h0, dh))
 
     packed = _make(P, be, _parents(x, (h0,), weight_ih, weight_hh, (bias_ih, bias_hh)), bw)
-    return _part(packed, slice(1, T + 1), batch_first), _part(packed, T)
+    return _part(packed, slice(1, T + 1), batch_first, ws), _part(packed, T, False, ws)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -204,15 +221,6 @@ def _prepare(
     return x.backend, (T, B, features, H), xd.reshape(T * B, features)
 
 
-def _input_gates(be: Any, x2: Any, w_ih: Any, bias_ih: Tensor | None, bias_hh: Tensor | None) -> Any:
-    """``x2 @ w_ih.T`` plus the biases, for every time step at once."""
-    g = be.gemm(x2, w_ih, trans_b=True)
-    for b in (bias_ih, bias_hh):
-        if b is not None:
-            g += b.data
-    return g
-
-
 def _parents(x: Tensor, states: tuple, w_ih: Tensor, w_hh: Tensor, biases: tuple) -> tuple[Tensor, ...]:
     return tuple(t for t in (x, *states, w_ih, w_hh, *biases) if t is not None)
 
@@ -224,49 +232,57 @@ def _order(grads: tuple, *states: tuple[Tensor | None, Any]) -> tuple[Any, ...]:
 
 
 def _weight_grads(
-    be: Any, x: Tensor, x2: Any, h_prev: Any, dG: Any, w_ih: Tensor, w_hh: Tensor, biases: tuple, batch_first: bool
+    be: Any,
+    x: Tensor,
+    x2: Any,
+    h_prev: Any,
+    dG: tuple,
+    weights: tuple,
+    biases: tuple,
+    bias_grads: tuple,
+    batch_first: bool,
+    ws: dict | None,
 ) -> tuple[Any, ...]:
-    """Gradients of x, weights and present biases from the gate gradients of every step (one GEMM each).
-
-    ``dG`` is one array (T, B, G*H) for both weights (LSTM) or a pair (input side, hidden side) (GRU).
-    """
-    d_ih, d_hh = dG if isinstance(dG, tuple) else (dG, dG)
-    rows = x2.shape[0]
-    d_ih, d_hh = d_ih.reshape(rows, d_ih.shape[-1]), d_hh.reshape(rows, d_hh.shape[-1])
+    """Gradients of x (time-major), weights and present biases from the gate gradients (T, B, G*H) of every step
+    on the input side and the hidden side (one GEMM each) and the biases' gradients the kernel summed."""
+    rows, (w_ih, w_hh) = x2.shape[0], weights
+    d_ih, d_hh = (d.reshape(rows, d.shape[-1]) for d in dG)
     gx = None
     if x.requires_grad:
-        gx = be.gemm(d_ih, w_ih.data).reshape(h_prev.shape[0], h_prev.shape[1], x2.shape[1])
+        gx = be.gemm(d_ih, w_ih.data, out=_buffer(ws, be, "grad_input", x2.shape, x2.dtype))
+        gx = gx.reshape(h_prev.shape[0], h_prev.shape[1], x2.shape[1])
         gx = gx.transpose(1, 0, 2) if batch_first else gx
     out = [gx, _into_grad(be, w_ih, d_ih, x2), _into_grad(be, w_hh, d_hh, h_prev.reshape(rows, h_prev.shape[-1]))]
-    for b, d in zip(biases, (d_ih, d_hh)):
+    for k, (b, g) in enumerate(zip(biases, bias_grads)):
         if b is not None:
-            out.append(_into_grad(be, b, d, None))
+            out.append(_into_grad(be, b, g if k == 0 or bias_grads[0] is not g else g.copy(), None))
     return tuple(out)
 
 
 def _into_grad(be: Any, p: Tensor, d: Any, other: Any) -> Any:
-    """``d.T @ other`` (or ``d.sum(0)`` when other is None) for ``p``: written straight into a zeroed
-    parameter gradient when possible (then None is returned), else a new array."""
+    """``d.T @ other`` (or ``d`` itself, a summed bias gradient, when other is None) for ``p``: written straight
+    into a zeroed parameter gradient when possible (then None is returned), else a new array."""
     if not p.requires_grad:
         return None
     pg = p.grad if getattr(p, "_grad_zero", False) else None
     if pg is None or pg.dtype != d.dtype or not pg.flags.c_contiguous:
-        return d.sum(axis=0) if other is None else be.gemm(d, other, trans_a=True)
+        return d if other is None else be.gemm(d, other, trans_a=True)
     if other is None:
-        d.sum(axis=0, out=pg)
+        pg[...] = d
     else:
         be.gemm(d, other, trans_a=True, out=pg)
     p._grad_zero = False
     return None
 
 
-def _part(packed: Tensor, index: Any, batch_first: bool = False) -> Tensor:
+def _part(packed: Tensor, index: Any, batch_first: bool, ws: dict | None) -> Tensor:
     """A view into the packed states (swapped to batch-first if asked); its gradient is scattered back."""
-    xp, shape, dtype = packed.backend.xp, packed.shape, packed.dtype
+    be, shape, dtype = packed.backend, packed.shape, packed.dtype
     data = packed.data[index]
 
     def bw(g: Any) -> tuple[Any]:
-        full = xp.zeros(shape, dtype=dtype)
+        full = _buffer(ws, be, "grad_states", shape, dtype)
+        full.fill(0)
         view = full[index]
         (view.swapaxes(0, 1) if batch_first else view)[...] = g
         return (full,)

@@ -9,6 +9,7 @@ from typing import Any
 from .. import functional as F
 from ..autograd import Tensor
 from .activation import Activation
+from .conv import fused_conv
 from .linear import Linear
 from .module import Module
 
@@ -17,7 +18,8 @@ class Sequential(Module):
     """Modules applied in order.
 
     A ``Linear`` without activation followed by an activation module runs as one fused node,
-    so ``Sequential(Linear(4, 8), ReLU())`` costs what ``Linear(4, 8, activation='relu')`` does.
+    so ``Sequential(Linear(4, 8), ReLU())`` costs what ``Linear(4, 8, activation='relu')`` does; so does a
+    ``Conv2d`` followed by an activation and, optionally, a ``MaxPool2d`` whose windows do not overlap.
 
     Examples
     --------
@@ -69,7 +71,11 @@ class Sequential(Module):
         while i < len(mods):
             m = mods[i]
             nxt = mods[i + 1] if i + 1 < len(mods) else None
-            if (
+            conv = fused_conv(mods, i)
+            if conv is not None:
+                plan.append(conv[0])
+                i += conv[1]
+            elif (
                 type(m) is Linear
                 and m.activation == "identity"
                 and isinstance(nxt, Activation)

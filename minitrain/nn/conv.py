@@ -1,4 +1,5 @@
-"""Convolution and pooling layers: ``Conv2d``, ``MaxPool2d``, ``AvgPool2d`` (layout NCHW, PyTorch's names)."""
+"""Convolution and pooling layers: ``Conv2d``, ``MaxPool2d``, ``AvgPool2d`` (layout NCHW, PyTorch's names), and
+``fused_conv``: Conv2d -> activation (-> MaxPool2d) as one node in ``Sequential``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 from .. import functional as F
 from ..autograd import Tensor
-from ..functional.conv_ops import _pair
+from ..backend.base import NEEDS_PREACTIVATION, canonical_activation
+from ..functional.conv_ops import _pair, conv2d_act_pool
 from ..init import get_initializer, zeros_
+from .activation import Activation
 from .flat import Parameter
 from .module import Module
 
@@ -72,8 +75,8 @@ class Conv2d(Module):
         get_initializer(init, "identity")(self.weight)
         self.bias = zeros_(Parameter(be.alloc((out_channels,), dtype), backend=be)) if bias else None
 
-    def forward(self, x: Any) -> Tensor:
-        """Convolve ``x`` of shape (N, in_channels, H, W); returns (N, out_channels, H_out, W_out)."""
+    def _input(self, x: Any) -> Tensor:
+        """``x`` as a Tensor of the weight's dtype, checked to be (N, in_channels, H, W)."""
         if not isinstance(x, Tensor):
             x = Tensor(x, backend=self._backend, dtype=self.weight.dtype)
         elif x.dtype != self.weight.dtype:
@@ -83,7 +86,11 @@ class Conv2d(Module):
                 f"Conv2d({self.in_channels}, {self.out_channels}) expects input of shape "
                 f"(N, {self.in_channels}, H, W), got shape {x.shape}"
             )
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return x
+
+    def forward(self, x: Any) -> Tensor:
+        """Convolve ``x`` of shape (N, in_channels, H, W); returns (N, out_channels, H_out, W_out)."""
+        return F.conv2d(self._input(x), self.weight, self.bias, self.stride, self.padding)
 
     def extra_repr(self) -> str:
         head = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -164,3 +171,41 @@ class AvgPool2d(_Pool2d):
     """
 
     _op = staticmethod(F.avg_pool2d)
+
+
+def fused_conv(mods: list[Module], i: int) -> tuple[Callable[[Any], Tensor], int] | None:
+    """``mods[i]`` a ``Conv2d`` followed by an activation module (and a ``MaxPool2d`` with disjoint windows) as one
+    step of ``Sequential`` over the ``conv2d_act_pool`` kernel, with the number of modules it covers; else None.
+
+    The step computes what the modules compute in turn (the same values, gradients and errors); where the pooling
+    no longer fits its input, or its windows were changed to overlap, it runs the modules one by one.
+    """
+    conv, act = mods[i], mods[i + 1] if i + 1 < len(mods) else None
+    if type(conv) is not Conv2d or not isinstance(act, Activation) or type(act).forward is not Activation.forward:
+        return None
+    if canonical_activation(act.act_name) in NEEDS_PREACTIVATION:
+        return None
+    pool = mods[i + 2] if i + 2 < len(mods) and type(mods[i + 2]) is MaxPool2d else None
+    if pool is not None and _disjoint(pool) is None:
+        pool = None
+
+    def step(x: Any) -> Tensor:
+        x = conv._input(x)
+        size = (1, 1) if pool is None else _disjoint(pool)
+        ho, wo = (
+            (n + 2 * p - k) // s + 1 for n, p, k, s in zip(x.shape[2:], conv.padding, conv.kernel_size, conv.stride)
+        )
+        if size is None or ho < size[0] or wo < size[1]:  # the modules themselves run (and raise)
+            y = act(F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding))
+            return y if pool is None else pool(y)
+        return conv2d_act_pool(x, conv.weight, conv.bias, conv.stride, conv.padding, act.act_name, act.act_alpha, size)
+
+    return step, 2 if pool is None else 3
+
+
+def _disjoint(pool: MaxPool2d) -> tuple[int, int] | None:
+    """The window size of a max pooling whose windows tile its input (stride = size, no padding), else None."""
+    size = _pair("MaxPool2d", "kernel_size", pool.kernel_size, 1)
+    if _pair("MaxPool2d", "stride", pool.stride, 1) != size or _pair("MaxPool2d", "padding", pool.padding, 0) != (0, 0):
+        return None
+    return size

@@ -114,6 +114,7 @@ class _RNNBase(Module):
         per_layer = [self._state(s, batch, unbatched, w) for s, w in zip(states, ("h_0", "c_0"))]
         finals: list[list[Tensor]] = [[] for _ in states]
         op, dirs = getattr(F, self._op), self._directions
+        spaces = self.__dict__.setdefault("_workspaces", {})  # arrays each layer reuses from step to step
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
                 x = F.dropout(x, self.dropout, generator=self._generators.get("generator"))
@@ -121,7 +122,8 @@ class _RNNBase(Module):
             for d, suffix in enumerate(_SUFFIXES[:dirs]):
                 initial = (s[layer * dirs + d] for s in per_layer)
                 seq = self._reversed(x) if d else x
-                out, *final = op(seq, *initial, *self._layer(layer, suffix), batch_first=self.batch_first)
+                ws = spaces.setdefault((layer, d), {})
+                out, *final = op(seq, *initial, *self._layer(layer, suffix), batch_first=self.batch_first, workspace=ws)
                 outputs.append(self._reversed(out) if d else out)
                 for acc, f in zip(finals, final):
                     acc.append(f)
@@ -131,6 +133,9 @@ class _RNNBase(Module):
             x = F.reshape(x, x.shape[1:] if self.batch_first else (x.shape[0], x.shape[2]))
             stacked = [F.reshape(s, (self.num_layers * dirs, self.hidden_size)) for s in stacked]
         return x, stacked
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_workspaces"}  # scratch memory, not state
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import product
+from typing import Any
 
 import numpy as np
 
+from ..backend import geometry2d
 from ._ctx import LAYOUTS, Ctx
 
 #: Convolutions: (n, c, h, w), (out_channels, kh, kw), stride, padding; odd sizes, an empty batch,
@@ -94,6 +96,41 @@ def _avgpool2d_backward(c: Ctx) -> None:
         c.run("avgpool2d_backward", label, [grad, shape], kw, names=("dx",))
 
 
+#: Conv -> activation -> pool blocks: activations (each whose backward reads its output) and pool sizes.
+_BLOCK_ACTS = ("relu", "identity", "leaky_relu", "sigmoid")
+_BLOCK_POOLS = ((2, 2), (1, 1), (3, 2))
+
+
+def _blocks(c: Ctx) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any], str]]:
+    """``(x, weight, kwargs, label)`` of every conv of ``_CONVS`` with every activation and pool that fits it."""
+    for ((n, ch, h, w), (o, kh, kw), stride, padding), act, pool in product(_CONVS, _BLOCK_ACTS, _BLOCK_POOLS):
+        g = geometry2d((n, ch, h, w), (kh, kw), stride, padding)
+        if g.ho >= pool[0] and g.wo >= pool[1]:
+            kw_ = {"stride": stride, "padding": padding, "activation": act, "pool": pool}
+            yield c.randn(n, ch, h, w), c.randn(o, ch, kh, kw), kw_, f"x={(n, ch, h, w)} weight={(o, ch, kh, kw)} {kw_}"
+
+
+def _conv2d_act_pool(c: Ctx) -> None:
+    for (x, weight, kw, label), bias in product(_blocks(c), (True, False)):
+        args = [x, weight, c.randn(weight.shape[0]) if bias else None]
+        res = c.run("conv2d_act_pool", label + f" bias={bias}", args, kw, names=("y",))
+        if res is not None and kw["activation"] != "sigmoid":  # a saturated sigmoid ties where rounding differs
+            (_, argmax), (_, want) = res
+            with c.check(f"conv2d_act_pool {label}: argmax (i * kw + j of the first max in each window)"):
+                if want is None:
+                    assert argmax is None, f"expected no argmax without pooling, got {type(argmax).__name__}"
+                else:
+                    c.close("argmax", argmax, want, exact=True, dtype=str(want.dtype))
+
+
+def _conv2d_act_pool_backward(c: Ctx) -> None:
+    for (x, weight, kw, label), need in product(_blocks(c), (True, False)):
+        y, argmax = c.ref.conv2d_act_pool(x, weight, c.randn(weight.shape[0]), **kw)
+        args = [c.randn(*y.shape), x, weight, y, argmax]
+        kw = {**kw, "need_input_grad": need}
+        c.run("conv2d_act_pool_backward", f"{label} need_input_grad={need}", args, kw, names=("dx", "dweight", "dbias"))
+
+
 PARITY: dict[str, Callable[[Ctx], None]] = {
     "conv2d": _conv2d,
     "conv2d_backward": _conv2d_backward,
@@ -101,4 +138,6 @@ PARITY: dict[str, Callable[[Ctx], None]] = {
     "maxpool2d_backward": _maxpool2d_backward,
     "avgpool2d": _avgpool2d,
     "avgpool2d_backward": _avgpool2d_backward,
+    "conv2d_act_pool": _conv2d_act_pool,
+    "conv2d_act_pool_backward": _conv2d_act_pool_backward,
 }
