@@ -85,6 +85,56 @@ def test_numpy_conv2d_act_pool_is_bit_for_bit_the_three_kernels(rng):
         assert argmax is want_argmax is None or np.array_equal(argmax, want_argmax)
 
 
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "identity"])
+@pytest.mark.parametrize("pool", [(2, 2), (3, 2), (1, 3)])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_numpy_conv2d_act_pool_ties_and_nan_as_the_three_kernels(rng, act, pool, channels):
+    # Integer values: windows tie often (ReLU's zeros above all), and NaN from the input reaches some windows. The
+    # reference pools the GEMM's channels-last output (1 channel: columns gathered pool-offset-major, contiguous
+    # windows; 2 channels: strided windows on the extended grid), and for ReLU applies it inside the pooling
+    # (running max from max(w0, 0)): the same values and first-max argmax as the three kernels in turn.
+    ref = NumpyBackend()
+    x = rng.integers(-2, 3, (3, channels, 9, 8)).astype(np.float32)
+    x[0, -1, 4, 3] = x[2, 0, 0, 0] = np.nan
+    w = rng.integers(-1, 2, (12, channels, 3, 3)).astype(np.float32)
+    b = rng.integers(-1, 2, 12).astype(np.float32)
+    g = geometry2d(x.shape, (3, 3), 1, 1)
+    assert (ref._block_tiles(x, w, g, pool) is not None) == (channels == 1)
+    y, argmax = ref.conv2d_act_pool(x, w, b, padding=1, activation=act, pool=pool)
+    want_y, want_argmax = _composed(ref, x, w, b, {"padding": 1}, act, pool)
+    assert np.isnan(want_y).any() and (want_y == 0).any()
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(argmax, want_argmax)
+
+
+@pytest.mark.parametrize(("shape", "stride", "padding"), [((2, 1, 7, 6), 1, 0), ((2, 1, 9, 7), (2, 1), (1, 0))])
+@pytest.mark.parametrize(("act", "pool"), [("relu", (2, 2)), ("tanh", (3, 2)), ("identity", (2, 3))])
+def test_numpy_conv2d_act_pool_pool_offset_major_columns(rng, shape, stride, padding, act, pool):
+    # Fewer columns (c * kh * kw) than output channels: the reference gathers them pool-offset-major, so that each
+    # pool offset is a contiguous block of GEMM rows; the values and gradients are those of the three kernels.
+    ref = NumpyBackend()
+    x, w, b = rng.standard_normal(shape), rng.standard_normal((6, 1, 2, 2)), rng.standard_normal(6)
+    conv = {"stride": stride, "padding": padding}
+    g = geometry2d(shape, (2, 2), stride, padding)
+    assert ref._block_tiles(x, w, g, pool) is not None
+    y, argmax = ref.conv2d_act_pool(x, w, b, activation=act, pool=pool, **conv)
+    want_y, want_argmax = _composed(ref, x, w, b, conv, act, pool)
+    np.testing.assert_allclose(y, want_y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(argmax, want_argmax)
+    grad = rng.standard_normal(y.shape)
+    gy = ref.act_backward(grad, y, None, act)
+    gy = ref.maxpool2d_backward(gy, argmax, (2, 6, g.ho, g.wo), kernel_size=pool, stride=pool)
+    for need in (True, False):
+        got = ref.conv2d_act_pool_backward(
+            grad, x, w, y, argmax, need_input_grad=need, activation=act, pool=pool, **conv
+        )
+        want = ref.conv2d_backward(gy, x, w, need_input_grad=need, **conv)
+        for a, e in zip(got, want, strict=True):
+            assert (a is None) == (e is None)
+            if e is not None:
+                np.testing.assert_allclose(a, e, rtol=1e-11, atol=1e-11)
+
+
 def test_conv2d_act_pool_rejects_activations_whose_backward_needs_the_input(backend):
     x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))
     with pytest.raises(ValueError, match="gelu.*use conv2d and act"):
@@ -207,3 +257,27 @@ def test_training_through_the_fused_plan_follows_the_modules_one_by_one(backend,
     np.testing.assert_allclose(fused_losses, plain_losses, rtol=1e-4)
     for a, e in zip(fused.parameters(), plain.parameters(), strict=True):
         np.testing.assert_allclose(a.numpy(), e.numpy(), rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize(("act", "pool"), [("relu", (2, 2)), ("tanh", (1, 1)), ("leaky_relu", (3, 2))])
+def test_numpy_conv2d_act_pool_in_chunks_of_images(rng, act, pool):
+    # The channels-last GEMMs on the extended grid run over chunks of images (``conv_chunk_bytes`` of columns):
+    # one image per chunk gives what one chunk of all gives, the weight gradient summed over the chunks.
+    class OneImage(NumpyBackend):
+        conv_chunk_bytes = 1
+
+    ref, chunked = NumpyBackend(), OneImage()
+    x, w, b = rng.standard_normal((3, 4, 8, 7)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
+    block = {"padding": 1, "activation": act, "pool": pool}
+    assert ref._block_tiles(x, w, geometry2d(x.shape, (3, 3), 1, 1), _pair(pool)) is None
+    got, want = chunked.conv2d_act_pool(x, w, b, **block), ref.conv2d_act_pool(x, w, b, **block)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert (got[1] is None and want[1] is None) or np.array_equal(got[1], want[1])
+    grad = rng.standard_normal(want[0].shape)
+    for need in (True, False):
+        got_g = chunked.conv2d_act_pool_backward(grad, x, w, *want, need_input_grad=need, **block)
+        want_g = ref.conv2d_act_pool_backward(grad, x, w, *want, need_input_grad=need, **block)
+        for a, e in zip(got_g, want_g, strict=True):
+            assert (a is None) == (e is None)
+            if e is not None:
+                np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)

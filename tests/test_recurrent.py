@@ -138,8 +138,8 @@ def test_ops_keep_activations_a_backend_returns_out_of_place(rng):
     gru_args = gru_args[:2] + gru_args[3:]
     for op, args in ((F.lstm, lstm_args), (F.gru, gru_args)):
         outs = [op(*(mt.tensor(a, requires_grad=True, backend=b) for a in args)) for b in ("numpy", be)]
-        for want, got in zip(*outs):
-            np.testing.assert_array_equal(got.numpy(), want.numpy())
+        for want, got in zip(*outs):  # the reference LSTM over a sequence runs whole-row passes, not the steps
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-15)
         assert gradcheck(lambda *a, op=op: _flat(*op(*a)), *args, backend=be)
 
 

@@ -282,3 +282,35 @@ def test_the_batch_split_is_off_by_default_and_set_by_the_environment(numba_back
     monkeypatch.setenv("MINITRAIN_NUMBA_SPLIT_MACS", "lots")
     with pytest.raises(ValueError, match="MINITRAIN_NUMBA_SPLIT_MACS must be a whole number"):
         _recurrent._split_min_macs()
+
+
+class _StepLoop(mt.backend.NumpyBackend):
+    """The reference with step kernels of its own: ``lstm_sequence`` runs its per-step loop over them."""
+
+    def lstm_step(self, gates, c_prev, *, out=None, out_c=None):
+        return super().lstm_step(gates, c_prev, out=out, out_c=out_c)
+
+    def lstm_step_backward(self, grad_h, grad_c, acts, c_prev, c, *, out=None):
+        return super().lstm_step_backward(grad_h, grad_c, acts, c_prev, c, out=out)
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_reference_lstm_sequence_whole_rows_and_chunks_match_the_step_loop(given):
+    # 64 x 512 gates per step: the backward runs chunks of 4 steps, so 10 steps make 3 chunks, the last one short
+    rng = np.random.default_rng(3)
+    steps, n, hs = 10, 64, 128
+    fast, loop = mt.get_backend("numpy"), _StepLoop()
+    gates = rng.normal(size=(steps, n, 4 * hs)) * 2
+    w_hh, bias = rng.normal(size=(4 * hs, hs)) * 0.2, rng.normal(size=4 * hs)
+    h0, c0, grad_c = (rng.normal(size=(n, hs)) if given else None for _ in range(3))
+    grad_h = rng.normal(size=(steps, n, hs))
+    outs = []
+    for be in (fast, loop):
+        h, c, acts = be.lstm_sequence(gates.copy(), w_hh, bias, h0, c0)
+        back = be.lstm_sequence_backward(grad_h, grad_c, acts.copy(), w_hh, c0, c, need_h0=given)
+        in_place = be.lstm_sequence_backward(grad_h, grad_c, acts, w_hh, c0, c, out=acts, need_h0=True)
+        outs.append((h, c, *back, *in_place))
+    for got, want in zip(*outs):
+        assert (got is None) == (want is None)
+        if want is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
