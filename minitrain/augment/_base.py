@@ -81,7 +81,8 @@ class Transform(BaseEstimator):
         return self._apply(x, y, gen, namespace(x))
 
     def _apply(self, x: Any, y: Any, gen: Any, xp: Any) -> tuple[Any, Any]:
-        raise NotImplementedError
+        """The transform itself, on a non-empty batch; every subclass implements it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _apply(x, y, gen, xp)")
 
 
 class Compose(Transform):

@@ -86,7 +86,8 @@ class _Tracker(Callback):
                 self._write(late, step)
 
     def _write(self, scalars: dict[str, float], step: int) -> None:
-        raise NotImplementedError
+        """Send ``scalars`` for ``step`` to the tracker; every tracker implements it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _write(scalars, step)")
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
